@@ -1,0 +1,1 @@
+"""Loading results and turning them into tables and figures."""

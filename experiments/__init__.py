@@ -1,0 +1,1 @@
+"""Bottleneck-redundancy study: models, training, metrics and the results writer."""

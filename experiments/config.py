@@ -1,0 +1,173 @@
+"""Typed configuration: the schema Hydra validates overrides against, and the checks types cannot express.
+
+The dataclasses are registered in Hydra's ConfigStore as ``config_schema``; ``conf/config.yaml`` lists
+that schema first in its defaults, so ``width=abc`` fails at composition. Value checks (a width of 0,
+a negative learning rate, an unknown model) live in :func:`validate`, which every experiment calls
+before it touches the disk, so bad input never leaves a partial results file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+
+MODELS = ("mlp",)
+DATASETS = ("integers",)
+OPTIMIZERS = ("adam",)
+PROTOCOLS = ("source", "clean")
+ACTIVATIONS = ("none", "relu", "tanh")
+DEVICES = ("cpu", "cuda", "auto")
+
+# Keys that say where or how a run is executed, not what it computes: they stay out of the run id.
+RUN_ID_EXCLUDED = ("results_dir", "overwrite", "progress", "threads")
+
+
+class ConfigError(ValueError):
+    """A configuration value that composes but cannot be run; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    hidden: int = 32
+    activation: str = "none"
+    protocol: str = "source"
+
+
+@dataclass
+class DataConfig:
+    name: str = "integers"
+    n: int = 100
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+
+
+@dataclass
+class Config:
+    name: str = "source"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    width: int = 32
+    seed: int = 10000
+    epochs: int = 100
+    replicates: int = 1
+    log_every: int | None = None
+    null_samples: int = 1000
+    null_seed: int = 0
+    device: str = "cpu"
+    results_dir: str = str(REPO_ROOT / "results")
+    overwrite: bool = False
+    progress: bool | None = None
+    threads: int | None = None
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+register_configs()
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _one_of(value: Any, key: str, allowed: tuple[str, ...]) -> None:
+    _require(value in allowed, key, f"unknown value {value!r} (allowed: {', '.join(allowed)})")
+
+
+def validate(cfg: DictConfig | Config) -> None:
+    """Reject values that compose but make no sense, with a one-line message naming the key."""
+    _require(cfg.width >= 1, "width", f"must be a positive integer, got {cfg.width}")
+    _require(cfg.epochs >= 0, "epochs", f"must be >= 0, got {cfg.epochs}")
+    _require(cfg.replicates >= 1, "replicates", f"must be >= 1, got {cfg.replicates}")
+    _require(cfg.optim.lr > 0, "optim.lr", f"must be > 0, got {cfg.optim.lr}")
+    _require(cfg.null_samples >= 0, "null_samples", f"must be >= 0, got {cfg.null_samples}")
+    _require(cfg.log_every is None or cfg.log_every >= 1, "log_every", f"must be >= 1, got {cfg.log_every}")
+    _require(cfg.model.hidden >= 1, "model.hidden", f"must be >= 1, got {cfg.model.hidden}")
+    _require(cfg.data.n >= 1, "data.n", f"must be >= 1, got {cfg.data.n}")
+    _one_of(cfg.model.name, "model", MODELS)
+    _one_of(cfg.model.protocol, "model.protocol", PROTOCOLS)
+    _one_of(cfg.model.activation, "model.activation", ACTIVATIONS)
+    _one_of(cfg.data.name, "data", DATASETS)
+    _one_of(cfg.optim.name, "optim", OPTIMIZERS)
+    _one_of(cfg.device, "device", DEVICES)
+
+
+def log_every(cfg: DictConfig | Config) -> int:
+    """Every epoch for a handful of replicates; every 10th for big ensembles, where metrics dominate."""
+    if cfg.log_every is not None:
+        return int(cfg.log_every)
+    return 1 if cfg.replicates <= 10 else 10
+
+
+def experiment_dict(cfg: DictConfig | Config) -> dict[str, Any]:
+    """The resolved config minus execution-only keys: what determines the numbers a run produces."""
+    data = OmegaConf.to_container(OmegaConf.structured(cfg) if not isinstance(cfg, DictConfig) else cfg,
+                                  resolve=True)
+    assert isinstance(data, dict)
+    data.pop("hydra", None)
+    for key in RUN_ID_EXCLUDED:
+        data.pop(key, None)
+    return data
+
+
+def run_id(cfg: DictConfig | Config) -> str:
+    """A short hash of the experiment config: the same config always maps to the same results file."""
+    blob = json.dumps(experiment_dict(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def group_options(group: str) -> list[str]:
+    """The config files of one group in ``conf/``: the values a user may pick on the command line."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_group_overrides(argv: list[str]) -> str | None:
+    """Return a one-line error for ``model=foo`` style overrides naming a config that does not exist.
+
+    Hydra's own message for this is a multi-line dump of its search path; researchers mistype
+    ``experiment=mlp_swep`` often enough that the short form is worth a few lines here.
+    """
+    groups = [p.name for p in CONF_DIR.iterdir() if p.is_dir()]
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+~").removeprefix("override ").strip()
+        if not sep or key not in groups:
+            continue
+        allowed = group_options(key)
+        for choice in value.split(","):
+            choice = choice.strip()
+            if choice and choice != "null" and choice not in allowed:
+                return f"{key}: unknown value {choice!r} (allowed: {', '.join(allowed)})"
+    return None
+
+
+def default_threads(launcher: DictConfig | None) -> int:
+    """Threads for one job: all cores alone, an equal share when a joblib launcher runs jobs side by side.
+
+    Each joblib worker otherwise starts torch's full thread pool and the workers fight over the cores.
+    """
+    cores = os.cpu_count() or 1
+    if launcher is None or "joblib" not in str(launcher.get("_target_", "")):
+        return cores
+    n_jobs = int(launcher.get("n_jobs", -1) or -1)
+    if n_jobs < 0:
+        n_jobs = max(cores + 1 + n_jobs, 1)
+    return max(cores // n_jobs, 1)

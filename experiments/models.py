@@ -1,0 +1,108 @@
+"""Replicated models: R independent networks stored as stacked tensors and run with batched matmuls.
+
+Replicate r is initialised from its own ``torch.Generator`` seeded with ``seed + r``, replaying exactly
+the draws a solo run with that seed makes, so initial weights match a solo run bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATIONS = {"none": None, "relu": torch.relu, "tanh": torch.tanh}
+
+
+def linear_init_bound(fan_in: int) -> float:
+    """The bound of ``nn.Linear``'s default (Kaiming-uniform, a=sqrt(5)) weight draw, as torch computes it."""
+    gain = nn.init.calculate_gain("leaky_relu", math.sqrt(5))
+    return math.sqrt(3.0) * gain / math.sqrt(fan_in)
+
+
+def default_linear_init(fan_in: int, fan_out: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw the weight and bias ``nn.Linear(fan_in, fan_out)`` would draw, from ``generator``."""
+    weight = torch.empty(fan_out, fan_in)
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+    bound = 1 / math.sqrt(fan_in)
+    bias = torch.empty(fan_out)
+    nn.init.uniform_(bias, -bound, bound, generator=generator)
+    return weight, bias
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str
+    fan_in: int
+    fan_out: int
+
+
+def mlp_layers(width: int, hidden: int = 32) -> list[LayerSpec]:
+    return [LayerSpec("hidden", 1, hidden), LayerSpec("bottleneck", hidden, width), LayerSpec("head", width, 1)]
+
+
+def mlp_init(width: int, seed: int, protocol: str, hidden: int = 32) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """One replicate's initial weights under the source's draw order or the clean one.
+
+    ``source``: a full 1→h→h→1 model is built twice (the first discarded), then the middle and output
+    layers are replaced by fresh h→w and w→1 layers. ``clean``: 1→h→w→1 built once.
+    """
+    g = torch.Generator().manual_seed(seed)
+    layers = mlp_layers(width, hidden)
+    if protocol == "source":
+        original = mlp_layers(hidden, hidden)
+        for _ in range(2):
+            drawn = {spec.name: default_linear_init(spec.fan_in, spec.fan_out, g) for spec in original}
+        params = {"hidden": drawn["hidden"]}
+        for spec in layers[1:]:
+            params[spec.name] = default_linear_init(spec.fan_in, spec.fan_out, g)
+        return params
+    if protocol == "clean":
+        return {spec.name: default_linear_init(spec.fan_in, spec.fan_out, g) for spec in layers}
+    raise ValueError(f"unknown protocol {protocol!r}")
+
+
+class ReplicatedMLP(nn.Module):
+    """R linear-chain MLPs sharing one input batch; weights are (R, fan_out, fan_in).
+
+    With R = 1 the forward pass uses ``F.linear`` exactly as ``nn.Linear`` does, so a solo run is
+    bitwise the source's computation; with R > 1 it uses ``baddbmm`` (same maths, float32 rounding of
+    a batched kernel).
+    """
+
+    def __init__(self, layers: list[LayerSpec], inits: list[dict[str, tuple[torch.Tensor, torch.Tensor]]],
+                 activation: str = "none") -> None:
+        super().__init__()
+        self.specs = layers
+        self.activation = ACTIVATIONS[activation]
+        self.weights = nn.ParameterDict()
+        self.biases = nn.ParameterDict()
+        for spec in layers:
+            self.weights[spec.name] = nn.Parameter(torch.stack([init[spec.name][0] for init in inits]))
+            self.biases[spec.name] = nn.Parameter(torch.stack([init[spec.name][1] for init in inits]))
+
+    @property
+    def replicates(self) -> int:
+        return self.weights[self.specs[0].name].shape[0]
+
+    def parameters_in_source_order(self) -> list[nn.Parameter]:
+        return [p for spec in self.specs for p in (self.weights[spec.name], self.biases[spec.name])]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (N, in), shared by all replicates. Returns (R, N, out)."""
+        solo = self.replicates == 1
+        h = x if solo else x.expand(self.replicates, *x.shape)
+        for k, spec in enumerate(self.specs):
+            w, b = self.weights[spec.name], self.biases[spec.name]
+            h = F.linear(h, w[0], b[0]) if solo else torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            if self.activation is not None and k < len(self.specs) - 1:
+                h = self.activation(h)
+        return h.unsqueeze(0) if solo else h
+
+
+def build_mlp(width: int, seeds: list[int], protocol: str = "source", activation: str = "none",
+              hidden: int = 32) -> ReplicatedMLP:
+    inits = [mlp_init(width, s, protocol, hidden) for s in seeds]
+    return ReplicatedMLP(mlp_layers(width, hidden), inits, activation)
