@@ -22,7 +22,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         run(cfg)
     except ConfigError as err:
-        log.error("error: %s", err)
+        print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except Exception:
         # A failed job's Hydra log can be empty; record why before the sweep reports the failure.

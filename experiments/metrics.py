@@ -22,7 +22,7 @@ def min_pair_l1(W: torch.Tensor) -> dict[str, torch.Tensor]:
     last minimum of the row-major upper triangle reproduces that rule exactly. ``mean_nn_l1`` is the
     pair-count-free companion: each unit's distance to its nearest other unit, averaged over units.
     """
-    B, u, f = W.shape
+    _, u, f = W.shape
     dist = torch.cdist(W, W, p=1) / f
     i, j = torch.triu_indices(u, u, 1, device=W.device)
     pairs = dist[:, i, j]

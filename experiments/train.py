@@ -74,8 +74,13 @@ class TrainResult:
     train_seconds: float
 
 
-def layer_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: w.detach().clone().cpu() for name, w in model.weights.items()}
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Weights and biases as ``<layer>.weight`` / ``<layer>.bias``, each (R, ...), on the CPU."""
+    out = {}
+    for name in model.weights:
+        out[f"{name}.weight"] = model.weights[name].detach().cpu().clone()
+        out[f"{name}.bias"] = model.biases[name].detach().cpu().clone()
+    return out
 
 
 def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seeds: list[int], epochs: int, lr: float,
@@ -102,7 +107,7 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seeds: list[
                 rows.add(epoch, name, weight_metrics(w.detach()[idx.to(w.device)]), seeds_np[idx.numpy()])
         metric_seconds += time.perf_counter() - t0
 
-    initial = layer_weights(model)
+    initial = snapshot(model)
     with torch.no_grad():
         rows.add(0, "model", {"loss": per_replicate_mse(model(x), y)}, seeds_np)
     log_weights(0)
@@ -130,4 +135,4 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seeds: list[
             log_weights(epoch)
     bar.close()
     train_seconds = time.perf_counter() - t_start
-    return TrainResult(rows.frame(), initial, layer_weights(model), diverged, metric_seconds, train_seconds)
+    return TrainResult(rows.frame(), initial, snapshot(model), diverged, metric_seconds, train_seconds)

@@ -1,0 +1,35 @@
+# `make reproduce`: install into .venv and run the main job (source sweep + figures).
+# `make test`: install into .venv, lint, and run the whole test suite (what CI runs).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install reproduce figures test lint benchmark clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+reproduce: install
+	$(PY) run.py -m width=8,32,128
+	$(PY) -m analysis.figures
+
+figures: install
+	$(PY) -m analysis.figures
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: lint
+	MPLBACKEND=Agg $(PY) -m pytest
+
+benchmark: install
+	$(PY) benchmarks/sweep_throughput.py
+
+clean:
+	rm -rf results/runs results/weights results/logs

@@ -1,0 +1,43 @@
+"""Shared fixtures: composed configs, the real CLI in a subprocess, and one shared tiny source sweep."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from experiments.config import CONF_DIR, REPO_ROOT
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    """Compose ``conf/config.yaml`` with overrides, exactly as ``run.py`` would."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def cli(*args: str, results: Path, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python run.py ARGS`` with results and Hydra's own logs under ``results``."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
+    extra = [f"results_dir={results}", f"hydra.run.dir={results}/hydra", f"hydra.sweep.dir={results}/hydra_multi"]
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "run.py"), *args, *extra], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"run.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def parquet_files(root: Path) -> list[Path]:
+    return sorted((root / "runs").rglob("*.parquet")) if (root / "runs").exists() else []
+
+
+@pytest.fixture(scope="session")
+def source_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The three source runs (widths 8, 32, 128; seed 10000; 100 epochs) through the real CLI, once."""
+    root = tmp_path_factory.mktemp("source")
+    cli("-m", "width=8,32,128", "null_samples=50", results=root, check=True)
+    return root

@@ -1,0 +1,55 @@
+"""The real command line: bad input, a tiny multirun, and a sweep that survives one diverging job."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis.load import load_metadata, load_runs
+from tests.conftest import cli, parquet_files
+
+BAD_INPUTS = [
+    ("width=0", "width"),
+    ("width=-3", "width"),
+    ("width=2.5", "width"),
+    ("width=abc", "width"),
+    ("epochs=-1", "epochs"),
+    ("optim.lr=0", "optim.lr"),
+    ("optim.lr=-1e-3", "optim.lr"),
+    ("model=transformer", "model"),
+    ("experiment=nope", "experiment"),
+    ("model.protocol=weird", "model.protocol"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("override", "key"), BAD_INPUTS)
+def test_bad_input_is_one_clear_error(override, key, tmp_path):
+    proc = cli(override, "epochs=1", results=tmp_path) if not override.startswith("epochs") \
+        else cli(override, results=tmp_path)
+    assert proc.returncode != 0
+    error_lines = [line for line in proc.stderr.splitlines() if key in line]
+    assert error_lines, proc.stderr
+    assert not parquet_files(tmp_path)
+
+
+@pytest.mark.slow
+def test_unknown_group_lists_allowed_values(tmp_path):
+    proc = cli("-m", "model=mlp,transformer", results=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: model: unknown value 'transformer' (allowed: mlp)"]
+
+
+@pytest.mark.slow
+def test_tiny_multirun_writes_one_file_per_job(tmp_path):
+    cli("-m", "width=2,3", "epochs=2", "null_samples=5", results=tmp_path, check=True)
+    files = parquet_files(tmp_path)
+    assert len(files) == 2
+    assert sorted(load_runs(tmp_path).width.unique()) == [2, 3]
+
+
+@pytest.mark.slow
+def test_diverging_job_does_not_sink_the_sweep(tmp_path):
+    proc = cli("-m", "optim.lr=1e30,1e-3", "width=4", "epochs=30", "null_samples=0", results=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "non-finite" in proc.stderr + proc.stdout
+    assert sorted(load_metadata(tmp_path).status) == ["completed", "diverged"]

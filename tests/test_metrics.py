@@ -1,0 +1,86 @@
+"""Vectorised metrics against brute-force definitions on small random layers."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from experiments.metrics import min_pair_l1, singular_values, spectral_metrics, weight_metrics
+
+
+def brute_min_pair(W: torch.Tensor) -> tuple[float, int, int]:
+    """The source's scan: i ascending, then j ascending, a later pair wins a tie."""
+    best = (math.inf, -1, -1)
+    for i, j in itertools.combinations(range(W.shape[0]), 2):
+        d = (W[i] - W[j]).abs().sum().item() / W.shape[1]
+        if d <= best[0]:
+            best = (d, i, j)
+    return best
+
+
+def test_min_pair_l1_matches_brute_force_for_a_batch():
+    g = torch.Generator().manual_seed(0)
+    W = torch.rand(6, 9, 5, generator=g)
+    out = min_pair_l1(W)
+    for b in range(6):
+        value, i, j = brute_min_pair(W[b])
+        assert out["min_pair_l1"][b].item() == pytest.approx(value, rel=1e-6)
+        assert (out["min_pair_i"][b].item(), out["min_pair_j"][b].item()) == (i, j)
+
+
+def test_min_pair_l1_tie_goes_to_the_later_pair():
+    W = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [5.0, 5.0], [5.0, 5.0]])[None]
+    out = min_pair_l1(W)
+    # Pairs (0,2) and (3,4) both have distance 0; the scan keeps the later one.
+    assert (out["min_pair_i"].item(), out["min_pair_j"].item(), out["min_pair_l1"].item()) == (3, 4, 0.0)
+
+
+def test_cosine_and_nn_metrics_against_brute_force():
+    g = torch.Generator().manual_seed(1)
+    W = torch.randn(3, 7, 4, generator=g)
+    out = weight_metrics(W)
+    for b in range(3):
+        cos = torch.tensor([[abs(torch.nn.functional.cosine_similarity(W[b, i], W[b, j], dim=0).item())
+                             for j in range(7)] for i in range(7)])
+        cos.fill_diagonal_(-1)
+        assert out["max_abs_cos"][b].item() == pytest.approx(cos.max().item(), abs=1e-6)
+        assert out["mean_nn_abs_cos"][b].item() == pytest.approx(cos.max(dim=1).values.mean().item(), abs=1e-6)
+        l1 = torch.cdist(W[b], W[b], p=1) / 4
+        l1.fill_diagonal_(math.inf)
+        assert out["mean_nn_l1"][b].item() == pytest.approx(l1.min(dim=1).values.mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(5, 12, 4), (5, 4, 12), (2, 128, 32), (3, 1, 8), (3, 8, 1)])
+def test_singular_values_match_svdvals(shape):
+    W = torch.randn(*shape, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(singular_values(W), torch.linalg.svdvals(W), rtol=1e-5, atol=1e-5)
+
+
+def test_spectral_metrics_on_known_spectra():
+    s = torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 1.0, 0.0, 0.0]])
+    out = spectral_metrics(s)
+    assert out["eff_rank"][0].item() == pytest.approx(4.0)
+    assert out["eff_rank_norm"][0].item() == pytest.approx(1.0)
+    p = torch.tensor([0.75, 0.25])
+    assert out["eff_rank"][1].item() == pytest.approx(math.exp(-(p * p.log()).sum().item()))
+    assert out["stable_rank"].tolist() == pytest.approx([4.0, 10.0 / 9.0])
+    # energies 9 and 1: 90% is reached by the first value exactly, 99% needs both.
+    assert out["rank90"].tolist() == [4.0, 1.0]
+    assert out["rank99"].tolist() == [4.0, 2.0]
+
+
+def test_single_unit_layer_has_no_pair_metrics():
+    out = weight_metrics(torch.randn(2, 1, 8))
+    assert "min_pair_l1" not in out and "eff_rank" in out
+
+
+def test_conv_weights_are_reshaped_to_units_by_fan_in():
+    W = torch.randn(2, 6, 3, 3, 3)
+    flat = weight_metrics(W.flatten(2))
+    conv = weight_metrics(W)
+    assert flat.keys() == conv.keys()
+    for k in flat:
+        torch.testing.assert_close(flat[k], conv[k])
