@@ -47,7 +47,8 @@ def save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.pdf", out_dir / f"{name}.png"]
     for path in paths:
-        fig.savefig(path)
+        # No creation date in the PDF: rebuilding the same figure gives the same bytes.
+        fig.savefig(path, metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
     plt.close(fig)
     return paths
 
