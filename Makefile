@@ -1,4 +1,5 @@
-# `make reproduce`: install into .venv and run the main job (source sweep + figures).
+# `make reproduce`: install into .venv and run the main job (source sweep, the two 7-width x 100-seed
+# presets, then every figure and table).
 # `make test`: install into .venv, lint, and run the whole test suite (what CI runs).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -17,6 +18,8 @@ install: $(STAMP)
 
 reproduce: install
 	$(PY) run.py -m width=8,32,128
+	$(PY) run.py -m experiment=mlp_sweep
+	$(PY) run.py -m experiment=mlp_relu
 	$(PY) -m analysis.figures
 
 figures: install

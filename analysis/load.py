@@ -15,9 +15,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+import torch
 import yaml
+from safetensors.torch import load_file
 
-from experiments.results import SCHEMA
+from experiments.results import SCHEMA, weights_path
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,12 @@ class ResultsError(ValueError):
 def _runs_dir(root: str | Path) -> Path:
     root = Path(root)
     return root / "runs" if (root / "runs").is_dir() else root
+
+
+def results_root(root: str | Path) -> Path:
+    """The folder holding ``runs/`` and ``weights/``, whether given itself or as its ``runs/`` folder."""
+    root = Path(root)
+    return root.parent if root.name == "runs" and not (root / "runs").is_dir() else root
 
 
 def result_files(root: str | Path = DEFAULT_ROOT) -> list[Path]:
@@ -53,6 +61,8 @@ def load_runs(root: str | Path = DEFAULT_ROOT, on_error: str = "raise") -> pd.Da
     """All rows of all results files, with the SPEC §7 columns in their declared dtypes.
 
     ``on_error="skip"`` leaves out a bad file with a warning naming it instead of raising.
+    The results root is kept in ``frame.attrs["results_root"]``, so that a figure given only the frame
+    can find the saved weights that belong to its rows (see :func:`load_weights`).
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -66,14 +76,30 @@ def load_runs(root: str | Path = DEFAULT_ROOT, on_error: str = "raise") -> pd.Da
                 raise
             warnings.warn(f"skipping {err}", stacklevel=2)
     if not good:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SCHEMA.items()})
+        empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in SCHEMA.items()})
+        empty.attrs["results_root"] = str(results_root(root))
+        return empty
     schema = pa.unify_schemas([s.remove_metadata() for s in schemas])
     try:
         table = ds.dataset([str(p) for p in good], schema=schema, format="parquet").to_table()
     except (OSError, pa.ArrowException) as err:
         raise ResultsError(f"reading results under {root}: {err}") from err
-    frame = table.to_pandas()
-    return frame.astype({c: t for c, t in SCHEMA.items()})
+    frame = table.to_pandas().astype({c: t for c, t in SCHEMA.items()})
+    frame.attrs["results_root"] = str(results_root(root))
+    return frame
+
+
+def load_weights(root: str | Path, experiment: str, run_id: str) -> dict[str, torch.Tensor]:
+    """The initial and final weights a run saved (``initial/<layer>.weight``, …, ``seeds``), on the CPU.
+
+    Tensors are stacked over replicates: (replicates, units, fan_in) for a linear layer; ``seeds`` says
+    which seed each replicate is. Read with safetensors (no pickle); a missing file is a
+    :class:`FileNotFoundError` naming the path.
+    """
+    path = weights_path(results_root(root), experiment, run_id)
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved weights for run {run_id} of {experiment}: {path}")
+    return load_file(str(path), device="cpu")
 
 
 def load_metadata(root: str | Path = DEFAULT_ROOT) -> pd.DataFrame:

@@ -102,6 +102,7 @@ def validate(cfg: DictConfig | Config) -> None:
     _require(cfg.log_every is None or cfg.log_every >= 1, "log_every", f"must be >= 1, got {cfg.log_every}")
     _require(cfg.model.hidden >= 1, "model.hidden", f"must be >= 1, got {cfg.model.hidden}")
     _require(cfg.data.n >= 1, "data.n", f"must be >= 1, got {cfg.data.n}")
+    _require(cfg.threads is None or cfg.threads >= 1, "threads", f"must be >= 1, got {cfg.threads}")
     _one_of(cfg.model.name, "model", MODELS)
     _one_of(cfg.model.protocol, "model.protocol", PROTOCOLS)
     _one_of(cfg.model.activation, "model.activation", ACTIVATIONS)
@@ -159,15 +160,46 @@ def check_group_overrides(argv: list[str]) -> str | None:
     return None
 
 
-def default_threads(launcher: DictConfig | None) -> int:
-    """Threads for one job: all cores alone, an equal share when a joblib launcher runs jobs side by side.
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity mask, not the machine's core count.
 
-    Each joblib worker otherwise starts torch's full thread pool and the workers fight over the cores.
+    Under SLURM (task/affinity or cgroup cpusets), ``taskset`` or a container the mask is what the job
+    was granted; ``os.cpu_count()`` would report every core of a shared node and oversubscribe it.
     """
-    cores = os.cpu_count() or 1
-    if launcher is None or "joblib" not in str(launcher.get("_target_", "")):
-        return cores
-    n_jobs = int(launcher.get("n_jobs", -1) or -1)
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _joblib_workers(n_jobs: int | None, cores: int) -> int:
+    """The number of worker processes ``joblib.Parallel(n_jobs)`` starts, with joblib's own rules."""
+    try:  # joblib's count also honours cgroup CPU quotas; joblib is there whenever its launcher is
+        from joblib import cpu_count
+
+        cores = min(cores, cpu_count())
+    except ImportError:
+        pass
+    if n_jobs is None or n_jobs == 0:
+        return 1
     if n_jobs < 0:
-        n_jobs = max(cores + 1 + n_jobs, 1)
-    return max(cores // n_jobs, 1)
+        return max(cores + 1 + n_jobs, 1)
+    return n_jobs
+
+
+def default_threads(launcher: DictConfig | None) -> int:
+    """Torch threads for one job: the cores granted to it, shared out when jobs run side by side.
+
+    ``launcher`` is the multirun's ``hydra.launcher`` node (None for a single run, which has the
+    machine to itself). Under joblib, ``n_jobs`` jobs run at once on one machine: each takes an equal
+    share, or every worker would start torch's full thread pool and they would fight over the cores.
+    Under submitit a job gets ``cpus_per_task`` when it is set (the local executor does not enforce it,
+    so set it there to share the machine), otherwise every core its affinity mask allows.
+    """
+    cores = available_cores()
+    target = str(launcher.get("_target_", "")) if launcher is not None else ""
+    if "joblib" in target:
+        return max(cores // min(_joblib_workers(launcher.get("n_jobs", -1), cores), cores), 1)
+    if "submitit" in target and launcher.get("cpus_per_task"):
+        return max(min(int(launcher.cpus_per_task), cores), 1)
+    return cores

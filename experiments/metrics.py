@@ -18,21 +18,24 @@ WEIGHT_METRICS = PAIR_METRICS + SPECTRAL_METRICS
 def min_pair_l1(W: torch.Tensor) -> dict[str, torch.Tensor]:
     """The source metric: min over pairs i<j of mean |W_i - W_j|, with the pair that attains it.
 
-    The source scanned i ascending, then j ascending, and let a later pair win a tie; taking the
-    last minimum of the row-major upper triangle reproduces that rule exactly. ``mean_nn_l1`` is the
-    pair-count-free companion: each unit's distance to its nearest other unit, averaged over units.
+    The source scanned i ascending, then j ascending, and let a later pair win a tie: among the
+    upper-triangle entries equal to the minimum, the one with the largest row-major index wins.
+    ``mean_nn_l1`` is the pair-count-free companion: each unit's distance to its nearest other unit,
+    averaged over units.
     """
     _, u, f = W.shape
-    dist = torch.cdist(W, W, p=1) / f
-    i, j = torch.triu_indices(u, u, 1, device=W.device)
-    pairs = dist[:, i, j]
-    last = pairs.shape[1] - 1 - pairs.flip(-1).argmin(dim=-1)
-    value = pairs.gather(1, last[:, None]).squeeze(1)
-    nn_dist = dist.masked_fill(torch.eye(u, dtype=torch.bool, device=W.device), float("inf")).amin(dim=-1)
+    dist = torch.cdist(W, W, p=1).div_(f)
+    upper = torch.ones(u, u, dtype=torch.bool, device=W.device).triu_(1)
+    pairs = dist.masked_fill(~upper, float("inf")).flatten(1)
+    value = pairs.amin(dim=1)
+    flat_index = torch.arange(u * u, device=W.device)
+    last = torch.where(pairs == value[:, None], flat_index, -1).amax(dim=1)
+    dist.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+    nn_dist = dist.amin(dim=-1)
     return {
         "min_pair_l1": value,
-        "min_pair_i": i[last].to(W.dtype),
-        "min_pair_j": j[last].to(W.dtype),
+        "min_pair_i": (last // u).to(W.dtype),
+        "min_pair_j": (last % u).to(W.dtype),
         "mean_nn_l1": nn_dist.mean(dim=-1),
     }
 
@@ -40,12 +43,12 @@ def min_pair_l1(W: torch.Tensor) -> dict[str, torch.Tensor]:
 def abs_cos_matrix(W: torch.Tensor) -> torch.Tensor:
     """|cos| between every pair of units: scale- and sign-invariant similarity, (B, units, units)."""
     unit = W / W.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(W.dtype).tiny)
-    return (unit @ unit.transpose(1, 2)).abs()
+    return torch.bmm(unit, unit.transpose(1, 2)).abs_()
 
 
 def cosine_metrics(W: torch.Tensor) -> dict[str, torch.Tensor]:
-    u = W.shape[1]
-    cos = abs_cos_matrix(W).masked_fill(torch.eye(u, dtype=torch.bool, device=W.device), -1.0)
+    cos = abs_cos_matrix(W)
+    cos.diagonal(dim1=1, dim2=2).fill_(-1.0)
     nearest = cos.amax(dim=-1)
     return {"max_abs_cos": nearest.amax(dim=-1), "mean_nn_abs_cos": nearest.mean(dim=-1)}
 

@@ -1,0 +1,205 @@
+"""Across-seed statistics of every logged metric: the tests SPEC §3 asks for, in one table.
+
+The source compared one seed per width. Here each (experiment, model, activation, protocol, width,
+layer, metric) gets: the mean over seeds of the initial (epoch 0) and final values with 95% bootstrap
+confidence intervals; the paired change final − initial with its own CI and a Wilcoxon signed-rank
+test (did training move the metric at all?); and the width-matched random null (untrained draws of
+the same layer shape): its 2.5–97.5% band, where each seed's final value falls in it, and how many
+seeds end outside it (did training move the metric beyond what chance initialisation gives?).
+
+Every figure that shows a CI takes it from :func:`summary`, so there is one statistics code path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from analysis.load import DEFAULT_ROOT
+from analysis.tables import to_markdown
+
+# One summary row per combination of these columns.
+GROUP = ["experiment", "model", "activation", "protocol", "width", "layer", "metric"]
+# Unit indices, not measures: a mean or a CI of them means nothing.
+INDEX_METRICS = ("min_pair_i", "min_pair_j")
+N_BOOT = 2000
+BOOT_SEED = 0
+CI = 95.0
+NULL_BAND = (2.5, 97.5)
+
+COLUMNS = [
+    *GROUP, "n_seeds",
+    "init_mean", "init_lo", "init_hi",
+    "end_mean", "end_lo", "end_hi",
+    "change_mean", "change_lo", "change_hi", "wilcoxon_p",
+    "n_null", "null_mean", "null_lo", "null_hi",
+    "init_null_pct", "end_null_pct", "frac_outside_null",
+]
+
+
+def bootstrap_mean_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_SEED,
+                      ci: float = CI) -> np.ndarray:
+    """Percentile-bootstrap CI of the mean over axis 0, for every column of ``values`` at once.
+
+    ``values`` is (n_seeds, k): the columns (e.g. initial, final, change) are resampled with the *same*
+    seed indices, so paired quantities stay paired. The resamples come from one (n_boot, n) index
+    matrix, with no Python loop over resamples; a fixed generator seed makes the table reproducible and
+    independent of the order groups are visited in. Returns (2, k): lower and upper bounds; NaN for
+    fewer than two seeds, where a resampling CI would be a meaningless zero-width interval.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        values = values[:, None]
+    n, k = values.shape
+    if n < 2:
+        return np.full((2, k), np.nan)
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    # How often each seed is drawn in each resample: the resample means are then one matrix product.
+    counts = np.bincount((np.arange(n_boot)[:, None] * n + idx).ravel(), minlength=n_boot * n)
+    means = counts.reshape(n_boot, n) @ values / n  # (n_boot, k)
+    tail = (100.0 - ci) / 2
+    return np.percentile(means, [tail, 100.0 - tail], axis=0)
+
+
+def wilcoxon_p(changes: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired changes; NaN when the test is undefined.
+
+    Undefined means fewer than two pairs or no nonzero change (e.g. a metric training cannot move):
+    reporting p = 1 there would pretend a test was run.
+    """
+    changes = np.asarray(changes, dtype=float)
+    if changes.size < 2 or not np.any(changes != 0):
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # small-sample / ties notices
+        return float(sps.wilcoxon(changes).pvalue)
+
+
+def null_percentile(null_sorted: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Percentile (0–100) of each ``x`` within the sorted null sample; ties count half.
+
+    The same convention as ``scipy.stats.percentileofscore(kind="mean")``, vectorised with two binary
+    searches instead of one scan per value.
+    """
+    below = np.searchsorted(null_sorted, x, side="left")
+    at_or_below = np.searchsorted(null_sorted, x, side="right")
+    return 100.0 * (below + at_or_below) / (2.0 * null_sorted.size)
+
+
+def paired_values(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per trained replicate and metric: its value at epoch 0 (``init``) and at its run's last epoch.
+
+    Pairs are formed within a run (``run_id``, ``seed``), so two runs that share a width but differ in
+    another setting never pair with each other; they pool in the summary row as separate replicates.
+    Replicates without a finite value at both ends (a diverged seed stops early) are dropped.
+    """
+    trained = df[(df["kind"] == "trained") & ~df["metric"].isin(INDEX_METRICS)]
+    last = trained.groupby("run_id")["epoch"].transform("max")
+    key = [*GROUP, "run_id", "seed"]
+    init = trained[trained["epoch"] == 0].set_index(key)["value"].rename("init")
+    end = trained[trained["epoch"] == last].set_index(key)["value"].rename("end")
+    pairs = pd.concat([init, end], axis=1, join="inner").reset_index()
+    finite = np.isfinite(pairs["init"].to_numpy()) & np.isfinite(pairs["end"].to_numpy())
+    return pairs[finite].assign(change=lambda p: p["end"] - p["init"])
+
+
+def summary(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd.DataFrame:
+    """The SPEC §3 tests for every (experiment, model, activation, protocol, width, layer, metric).
+
+    Columns (see :data:`COLUMNS`): ``n_seeds`` paired replicates; ``init_*``/``end_*``: mean over seeds at
+    epoch 0 / at the last epoch with 95% bootstrap CI; ``change_*``: paired end − init, its CI and
+    ``wilcoxon_p``; ``null_mean``, ``null_lo``/``null_hi`` (2.5/97.5 percentiles of the untrained null of
+    the same experiment, width, layer and metric), ``init_null_pct``/``end_null_pct`` (median over seeds of
+    each seed's percentile in the null: ~50 means "looks like a random draw"), and ``frac_outside_null``
+    (share of seeds whose final value is outside the null band). Null columns are NaN where no null exists
+    (``loss``). Rows are sorted by the group columns.
+    """
+    pairs = paired_values(df)
+    if pairs.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object if c in GROUP else float) for c in COLUMNS})
+    null = df[(df["kind"] == "null") & ~df["metric"].isin(INDEX_METRICS)]
+    null_by_group = {k: np.sort(g["value"].to_numpy(dtype=float)) for k, g in null.groupby(GROUP, sort=False)}
+    records = []
+    all_vals = pairs[["init", "end", "change"]].to_numpy(dtype=float)
+    for key, pos in pairs.groupby(GROUP, sort=True).indices.items():
+        vals = all_vals[pos]
+        lo, hi = bootstrap_mean_ci(vals, n_boot=n_boot, seed=seed)
+        mean = vals.mean(axis=0)
+        rec = dict(zip(GROUP, key, strict=True))
+        rec.update(n_seeds=len(pos),
+                   init_mean=mean[0], init_lo=lo[0], init_hi=hi[0],
+                   end_mean=mean[1], end_lo=lo[1], end_hi=hi[1],
+                   change_mean=mean[2], change_lo=lo[2], change_hi=hi[2],
+                   wilcoxon_p=wilcoxon_p(vals[:, 2]))
+        ref = null_by_group.get(key)
+        ref = ref[np.isfinite(ref)] if ref is not None else None
+        if ref is not None and ref.size:
+            band = np.percentile(ref, NULL_BAND)
+            rec.update(n_null=ref.size, null_mean=ref.mean(), null_lo=band[0], null_hi=band[1],
+                       init_null_pct=float(np.median(null_percentile(ref, vals[:, 0]))),
+                       end_null_pct=float(np.median(null_percentile(ref, vals[:, 1]))),
+                       frac_outside_null=float(np.mean((vals[:, 1] < band[0]) | (vals[:, 1] > band[1]))))
+        else:
+            rec.update(n_null=0)
+        records.append(rec)
+    out = pd.DataFrame.from_records(records).reindex(columns=COLUMNS)
+    out = out.astype({"n_seeds": "int64", "n_null": "int64", "width": "int64"})
+    return out.sort_values(GROUP, kind="stable").reset_index(drop=True)
+
+
+def select(table: pd.DataFrame, layer: str | None = None, widths: Iterable[int] | None = None,
+           metrics: Sequence[str] | None = None, experiments: Iterable[str] | None = None) -> pd.DataFrame:
+    """Rows of a summary table for a readable view (a notebook, a report); ``None`` keeps everything.
+
+    Metrics keep the order given, so a table can be read metric by metric.
+    """
+    keep = pd.Series(True, index=table.index)
+    if layer is not None:
+        keep &= table["layer"] == layer
+    if widths is not None:
+        keep &= table["width"].isin(list(widths))
+    if experiments is not None:
+        keep &= table["experiment"].isin(list(experiments))
+    out = table[keep]
+    if metrics is not None:
+        order = {m: i for i, m in enumerate(metrics)}
+        out = out[out["metric"].isin(order)]
+        out = out.assign(_order=out["metric"].map(order)).sort_values(["experiment", "_order", "width"])
+        out = out.drop(columns="_order")
+    return out.reset_index(drop=True)
+
+
+def _for_markdown(table: pd.DataFrame) -> pd.DataFrame:
+    """p-values in scientific notation (0.0000 would hide how small they are), counts as integers."""
+    shown = table.copy()
+    shown["wilcoxon_p"] = [("" if pd.isna(p) else f"{p:.2g}") for p in table["wilcoxon_p"]]
+    for col in ("init_null_pct", "end_null_pct"):
+        shown[col] = [("" if pd.isna(v) else f"{v:.1f}") for v in table[col]]
+    shown["frac_outside_null"] = [("" if pd.isna(v) else f"{v:.2f}") for v in table["frac_outside_null"]]
+    return shown
+
+
+def write_summary(df: pd.DataFrame, out_dir: str | Path = DEFAULT_ROOT / "tables") -> list[Path]:
+    """Write ``summary.csv`` (full precision) and ``summary.md`` into ``out_dir``; nothing when no runs.
+
+    Returns the paths written, like the figure functions, so ``build_all`` can list them.
+    """
+    table = summary(df)
+    if table.empty:
+        return []
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv, md = out_dir / "summary.csv", out_dir / "summary.md"
+    table.to_csv(csv, index=False)
+    header = (
+        "Summary of every metric across seeds (SPEC §3). init/end: mean over seeds at epoch 0 / last epoch "
+        "with 95% bootstrap CI; change: paired end − init with CI and Wilcoxon signed-rank p; null: "
+        "2.5–97.5% band of untrained draws of the same layer shape; *_null_pct: median percentile of the "
+        "seeds in the null; frac_outside_null: share of seeds ending outside the null band.\n\n")
+    md.write_text(header + to_markdown(_for_markdown(table).set_index(GROUP)))
+    return [csv, md]
