@@ -156,32 +156,39 @@ def select(table: pd.DataFrame, layer: str | None = None, widths: Iterable[int] 
            metrics: Sequence[str] | None = None, experiments: Iterable[str] | None = None) -> pd.DataFrame:
     """Rows of a summary table for a readable view (a notebook, a report); ``None`` keeps everything.
 
-    Metrics keep the order given, so a table can be read metric by metric.
+    Experiments and metrics keep the order given, so a table can be read experiment by experiment and
+    metric by metric; widths ascend within each.
     """
     keep = pd.Series(True, index=table.index)
     if layer is not None:
         keep &= table["layer"] == layer
     if widths is not None:
         keep &= table["width"].isin(list(widths))
-    if experiments is not None:
-        keep &= table["experiment"].isin(list(experiments))
     out = table[keep]
-    if metrics is not None:
-        order = {m: i for i, m in enumerate(metrics)}
-        out = out[out["metric"].isin(order)]
-        out = out.assign(_order=out["metric"].map(order)).sort_values(["experiment", "_order", "width"])
-        out = out.drop(columns="_order")
+    exp_order = {e: i for i, e in enumerate(experiments if experiments is not None else sorted(set(out["experiment"])))}
+    metric_order = {m: i for i, m in enumerate(metrics if metrics is not None else sorted(set(out["metric"])))}
+    out = out[out["experiment"].isin(exp_order) & out["metric"].isin(metric_order)]
+    out = out.assign(_e=out["experiment"].map(exp_order), _m=out["metric"].map(metric_order))
+    out = out.sort_values(["_e", "_m", "width", *GROUP], kind="stable").drop(columns=["_e", "_m"])
     return out.reset_index(drop=True)
 
 
-def _for_markdown(table: pd.DataFrame) -> pd.DataFrame:
-    """p-values in scientific notation (0.0000 would hide how small they are), counts as integers."""
-    shown = table.copy()
-    shown["wilcoxon_p"] = [("" if pd.isna(p) else f"{p:.2g}") for p in table["wilcoxon_p"]]
+def summary_markdown(table: pd.DataFrame, drop: Sequence[str] = ()) -> str:
+    """A summary table (or a :func:`select` of it) as GitHub markdown, readable as well as exact enough.
+
+    p-values are written in scientific notation (0.0000 would hide how small they are), null
+    percentiles with one decimal; ``drop`` leaves out columns that are constant in a view (e.g. ``layer``).
+    """
+    shown = table.drop(columns=list(drop))
+    if "wilcoxon_p" in shown:
+        shown["wilcoxon_p"] = [("" if pd.isna(p) else f"{p:.2g}") for p in shown["wilcoxon_p"]]
     for col in ("init_null_pct", "end_null_pct"):
-        shown[col] = [("" if pd.isna(v) else f"{v:.1f}") for v in table[col]]
-    shown["frac_outside_null"] = [("" if pd.isna(v) else f"{v:.2f}") for v in table["frac_outside_null"]]
-    return shown
+        if col in shown:
+            shown[col] = [("" if pd.isna(v) else f"{v:.1f}") for v in shown[col]]
+    if "frac_outside_null" in shown:
+        shown["frac_outside_null"] = [("" if pd.isna(v) else f"{v:.2f}") for v in shown["frac_outside_null"]]
+    keys = [c for c in GROUP if c in shown]
+    return to_markdown(shown.set_index(keys) if keys else shown)
 
 
 def write_summary(df: pd.DataFrame, out_dir: str | Path = DEFAULT_ROOT / "tables") -> list[Path]:
@@ -201,5 +208,5 @@ def write_summary(df: pd.DataFrame, out_dir: str | Path = DEFAULT_ROOT / "tables
         "with 95% bootstrap CI; change: paired end − init with CI and Wilcoxon signed-rank p; null: "
         "2.5–97.5% band of untrained draws of the same layer shape; *_null_pct: median percentile of the "
         "seeds in the null; frac_outside_null: share of seeds ending outside the null band.\n\n")
-    md.write_text(header + to_markdown(_for_markdown(table).set_index(GROUP)))
+    md.write_text(header + summary_markdown(table))
     return [csv, md]

@@ -52,7 +52,9 @@ def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame
     if results.is_complete(path) and not cfg.overwrite:
         log.info("skip: %s exists (overwrite=true redoes it)", path)
         return pd.read_parquet(path)
-    results.remove_stale_temporaries(path)
+    weights = results.weights_path(root, cfg.name, rid)
+    for target in (path, weights):
+        results.remove_stale_temporaries(target)
 
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -85,7 +87,7 @@ def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame
     tensors = {f"{stage}/{name}": w for stage, ws in (("initial", out.initial), ("final", out.final))
                for name, w in ws.items()}
     tensors["seeds"] = torch.tensor(seeds, dtype=torch.int64)
-    results.write_weights(results.weights_path(root, cfg.name, rid), tensors, {"run_id": rid})
+    results.write_weights(weights, tensors, {"run_id": rid})
     results.write_results(frame, path, meta)
     log.info("wrote %s (%d rows, %.1fs, status %s)", path, len(frame), wall, status)
     return frame

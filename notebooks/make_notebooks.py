@@ -48,11 +48,77 @@ NOTEBOOKS = {
             "'bottlenecks reduce redundancy' (closest pair farthest apart at w = 8) is one seed per width; "
             "`02_redundancy_vs_width.ipynb` asks whether it survives many seeds and a random null."),
     ],
+    "02_redundancy_vs_width.ipynb": [
+        new_markdown_cell(
+            "# Redundancy vs width, with a random null\n\n"
+            "The source compared one seed per width. The minimum over w(w−1)/2 pairs shrinks as w grows even "
+            "for untrained random weights, so here every width has many seeds, the same seeds' initial "
+            "weights, and a width-matched null (fresh untrained layers of the same shape). Produce the "
+            "results with `python run.py -m experiment=mlp_sweep` (and `experiment=mlp_relu`); "
+            "`python -m analysis.figures` writes the same figures and `results/tables/summary.{csv,md}`."),
+        new_code_cell(SETUP),
+        new_code_cell(
+            "from analysis.figures import NoData, sweep_experiments\n\n"
+            "EXPERIMENTS = sweep_experiments(df)\n"
+            "OUT = FIGURES\n"
+            "if not EXPERIMENTS:\n"
+            "    # No multi-seed sweep yet: preview the single-seed experiments against their null (no CIs),\n"
+            "    # in a separate folder so that the paper figures are never replaced by a preview.\n"
+            "    EXPERIMENTS, OUT = sweep_experiments(df, min_seeds=1), FIGURES / 'preview'\n"
+            "    display(Markdown('**No multi-seed sweep in these results** '\n"
+            "                     '(run `python run.py -m experiment=mlp_sweep`). Showing single-seed '\n"
+            "                     f'experiments against their random null, without CIs: {EXPERIMENTS}.'))\n"
+            "print('experiments:', EXPERIMENTS)\n\n\n"
+            "def show(make):\n"
+            "    \"\"\"Make one figure of analysis.figures for EXPERIMENTS; display its PNG or say why not.\"\"\"\n"
+            "    try:\n"
+            "        paths = make(df, OUT, experiments=EXPERIMENTS)\n"
+            "    except NoData as why:\n"
+            "        print(f'{make.__name__} skipped: {why}')\n"
+            "        return\n"
+            "    for path in paths:\n"
+            "        if path.suffix == '.png':\n"
+            "            display(Image(filename=str(path)))"),
+        new_markdown_cell(
+            "## Summary table\n\n"
+            "Bottleneck layer at the source widths 8/32/128 (the full table, every layer and width, is "
+            "`results/tables/summary.md`). `init`/`end`: mean over seeds at epoch 0 and after training, with "
+            "95% bootstrap CIs; `change`: paired end − init, with a Wilcoxon signed-rank p; `null_lo`/`null_hi`: "
+            "the 2.5–97.5% band of untrained layers of the same shape; `end_null_pct`: median percentile of the "
+            "trained seeds in that null (50 = indistinguishable from a random draw)."),
+        new_code_cell(
+            "from analysis.stats import select, summary, summary_markdown\n\n"
+            "table = summary(df[df.experiment.isin(EXPERIMENTS)])\n"
+            "view = select(table, layer='bottleneck', widths=[8, 32, 128], experiments=EXPERIMENTS,\n"
+            "              metrics=['min_pair_l1', 'mean_nn_l1', 'mean_nn_abs_cos', 'eff_rank_norm', 'stable_rank'])\n"
+            "display(Markdown(summary_markdown(view, drop=['model', 'protocol', 'layer', 'n_null'])))"),
+        new_markdown_cell(
+            "## Figure 2: the source metric over many seeds\n\n"
+            "Closest-pair distance of the bottleneck at init, after training, and for the random null; the "
+            "bottom row is the paired training effect on its own scale."),
+        new_code_cell("from analysis.figures import fig2_min_pair_vs_width\n\nshow(fig2_min_pair_vs_width)"),
+        new_markdown_cell(
+            "## Figure 3: metrics without a pair-count effect\n\n"
+            "Nearest-unit distance and |cos| (averages over units), effective and stable rank divided by "
+            "k = min(units, fan-in)."),
+        new_code_cell("from analysis.figures import fig3_pair_free_vs_width\n\nshow(fig3_pair_free_vs_width)"),
+        new_markdown_cell("## Figure 4: final training loss vs width"),
+        new_code_cell("from analysis.figures import fig4_loss_vs_width\n\nshow(fig4_loss_vs_width)"),
+        new_markdown_cell("## Figure 5: trajectories during training (change from each seed's initial value)"),
+        new_code_cell("from analysis.figures import fig5_trajectories\n\nshow(fig5_trajectories)"),
+        new_markdown_cell("## Figure 6: |cos| between bottleneck units, initial and final, one seed"),
+        new_code_cell("from analysis.figures import fig6_cos_heatmaps\n\nshow(fig6_cos_heatmaps)"),
+        new_markdown_cell("## Figure 7: singular-value spectra of the bottleneck, initial vs final"),
+        new_code_cell("from analysis.figures import fig7_spectra\n\nshow(fig7_spectra)"),
+    ],
 }
 
 
 def write_all() -> None:
+    """Write every notebook; cell ids are numbered, so regenerating an unchanged notebook changes no byte."""
     for name, cells in NOTEBOOKS.items():
+        for i, cell in enumerate(cells):
+            cell["id"] = f"cell-{i:02d}"
         nb = new_notebook(cells=cells, metadata={
             "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
             "language_info": {"name": "python"},
