@@ -245,7 +245,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="tries of (a) and (c); the fastest is reported")
     parser.add_argument("--null-samples", type=int, nargs="+", default=[0, 1000])
     parser.add_argument("--no-profile", action="store_true", help="skip the top-operator tables")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, one try: checks the script end to end (the tests run this), measures nothing")
     args = parser.parse_args()
+    if args.smoke:
+        global SEEDS, EPOCHS, SUBSET, BIG_R
+        SEEDS, EPOCHS, SUBSET, BIG_R = 4, 10, 2, 20
+        args.repeats, args.null_samples, args.no_profile = 1, [0], True
     torch.set_num_threads(available_cores())  # what run.py gives a job under the basic launcher
 
     started, load_before = time.time(), load()
