@@ -53,3 +53,20 @@ def test_diverging_job_does_not_sink_the_sweep(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "non-finite" in proc.stderr + proc.stdout
     assert sorted(load_metadata(tmp_path).status) == ["completed", "diverged"]
+
+
+@pytest.mark.slow
+def test_preset_sweeps_its_own_widths(tmp_path):
+    cli("-m", "experiment=mlp_sweep", "replicates=2", "epochs=2", "null_samples=5", results=tmp_path, check=True)
+    df = load_runs(tmp_path)
+    assert sorted(df.width.unique()) == [4, 8, 16, 32, 64, 128, 256]
+    assert set(df.experiment) == {"mlp_sweep"} and set(df[df.kind == "trained"].seed) == {10000, 10001}
+
+
+@pytest.mark.slow
+def test_clean_protocol_and_tanh_from_the_command_line(tmp_path):
+    cli("-m", "width=2,3", "model.protocol=clean", "model.activation=tanh", "epochs=2", "null_samples=5",
+        results=tmp_path, check=True)
+    df = load_runs(tmp_path)
+    assert len(parquet_files(tmp_path)) == 2
+    assert set(df.protocol) == {"clean"} and set(df.activation) == {"tanh"}
