@@ -10,28 +10,14 @@ import logging
 import sys
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from experiments.config import ConfigError, check_group_overrides, default_threads, validate
+from experiments.config import ConfigError, check_group_overrides, default_threads
 from experiments.experiment import run
 
 log = logging.getLogger("run")
-
-
-def limit_threads(cfg: DictConfig, multirun: bool) -> int:
-    """Fix this job's torch thread count before any work: ``threads`` if given, else the launcher's share.
-
-    Set here, in the process that runs the job (a joblib/loky worker, a submitit job), because a
-    thread count set in the launching process does not reach a fresh worker interpreter.
-    """
-    if cfg.threads is None:
-        cfg.threads = default_threads(HydraConfig.get().launcher if multirun else None)
-    validate(cfg)
-    torch.set_num_threads(int(cfg.threads))
-    return torch.get_num_threads()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -39,9 +25,12 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     job = hydra_cfg.job.override_dirname or "defaults"
+    if cfg.threads is None:
+        # Decided here, in the process that runs the job (a joblib/loky worker, a submitit job): the
+        # launcher's share of the cores. run() validates it and applies it before any work.
+        cfg.threads = default_threads(hydra_cfg.launcher if multirun else None)
     try:
-        threads = limit_threads(cfg, multirun)
-        log.info("job %s: %d torch thread(s), launcher %s", job, threads,
+        log.info("job %s: %s torch thread(s), launcher %s", job, cfg.threads,
                  str(hydra_cfg.launcher.get("_target_", "?")).rsplit(".", 1)[-1] if multirun else "none")
         run(cfg)
     except ConfigError as err:

@@ -56,7 +56,7 @@ def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame
     for target in (path, weights):
         results.remove_stale_temporaries(target)
 
-    if cfg.threads:
+    if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
     t0 = time.perf_counter()
     seeds = [cfg.seed + r for r in range(cfg.replicates)]
