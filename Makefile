@@ -28,8 +28,14 @@ figures: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# The whole suite on this CPU's kernels, then the float32 numerics tests (marker `numerics`) once more under
+# every other ATEN_CPU_CAPABILITY the CPU supports, so that a tolerance that only holds for one kernel fails here.
 test: lint
 	MPLBACKEND=Agg $(PY) -m pytest
+	@for cap in $$(env -u ATEN_CPU_CAPABILITY $(PY) scripts/cpu_capabilities.py --others-than "$$ATEN_CPU_CAPABILITY"); do \
+	  echo "== numerics tests under ATEN_CPU_CAPABILITY=$$cap"; \
+	  ATEN_CPU_CAPABILITY=$$cap MPLBACKEND=Agg $(PY) -m pytest -q -m numerics || exit 1; \
+	done
 
 benchmark: install
 	$(PY) benchmarks/sweep_throughput.py

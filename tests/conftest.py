@@ -31,6 +31,13 @@ def cli(*args: str, results: Path, check: bool = False, timeout: float = 600) ->
     return proc
 
 
+def job_output(proc: subprocess.CompletedProcess, results: Path) -> str:
+    """Everything a sweep's jobs printed: the command's own output, plus the per-job logs submitit writes
+    under the sweep folder (its jobs run in other processes, whose output never reaches the terminal)."""
+    logs = sorted((results / "hydra_multi" / ".submitit").rglob("*_log.*"))
+    return "\n".join([proc.stdout, proc.stderr, *(p.read_text() for p in logs)])
+
+
 def parquet_files(root: Path) -> list[Path]:
     return sorted((root / "runs").rglob("*.parquet")) if (root / "runs").exists() else []
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from analysis.load import load_runs
 from experiments.config import CONF_DIR, REPO_ROOT, available_cores, default_threads
 from experiments.results import is_complete
-from tests.conftest import cli, parquet_files
+from tests.conftest import cli, job_output, parquet_files
 
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 SUBMITIT_LOCAL = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
@@ -123,18 +123,34 @@ def test_slurm_settings_render_into_sbatch_lines(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def basic_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The reference: the tiny sweep through Hydra's basic (sequential, in-process) launcher."""
+    """The reference: the tiny sweep through Hydra's basic (sequential, in-process) launcher, one torch thread.
+
+    One thread, as every job of the parallel launchers below gets: the same operations on the same inputs,
+    so their results must be equal bit for bit (a different thread count may split a reduction differently).
+    """
     root = tmp_path_factory.mktemp("basic")
-    proc = cli("-m", *TINY, results=root, check=True)
-    assert f"{available_cores()} torch thread(s)" in proc.stdout + proc.stderr
+    proc = cli("-m", *TINY, "threads=1", results=root, check=True)
+    assert "1 torch thread(s)" in proc.stdout + proc.stderr
     return root
+
+
+@pytest.mark.slow
+def test_basic_launcher_gives_a_job_every_granted_core(tmp_path):
+    proc = cli("-m", "width=2", "epochs=1", "null_samples=0", results=tmp_path, check=True)
+    assert f"{available_cores()} torch thread(s), launcher BasicLauncher" in proc.stdout + proc.stderr
+
+
+# Per launcher: the overrides that give each job one torch thread. joblib's default (n_jobs=-1, one worker per
+# core) already does; submitit_local does not enforce cpus_per_task, but the job's thread count follows it.
+ONE_THREAD = {"joblib": (), "submitit_local": ("hydra.launcher.cpus_per_task=1",)}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_parallel_launchers_match_the_basic_launcher(launcher, basic_tiny, tmp_path):
     """Each launcher writes one file per job, with the basic launcher's rows, value for value."""
-    proc = cli("-m", f"hydra/launcher={launcher}", *TINY, results=tmp_path, check=True)
+    proc = cli("-m", f"hydra/launcher={launcher}", *TINY, *ONE_THREAD[launcher], results=tmp_path, check=True)
+    assert job_output(proc, tmp_path).count("1 torch thread(s)") == 2
     assert len(parquet_files(tmp_path)) == 2
     pd.testing.assert_frame_equal(sorted_runs(tmp_path), sorted_runs(basic_tiny), check_exact=True)
     if launcher == "joblib":

@@ -1,4 +1,10 @@
-"""Replicates trained as one batched model agree with solo runs; nulls and logging cadence."""
+"""Replicates trained as one batched model agree with solo runs; nulls and logging cadence.
+
+Replicate r of a batched run and a solo run with seed ``seed + r`` start from bit-identical weights (the same
+generator draws: equal by construction). They are then computed by different kernels (batched matmuls and
+fused Adam against ``F.linear`` and the default Adam), so after training they agree only to float32 rounding;
+every tolerance below comes from ``tests/numerics.py`` and holds for any CPU and summation order.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,27 @@ import torch
 from safetensors.torch import load_file
 
 from experiments.config import log_every
+from experiments.data import integers
 from experiments.experiment import run
+from experiments.metrics import weight_metrics
 from experiments.models import build_mlp
+from experiments.train import make_optimizer, per_replicate_mse
 from tests.conftest import make_cfg
+from tests.numerics import adam_weight_drift, metric_tolerances, rms, sqrt_loss_tolerance
+
+pytestmark = pytest.mark.numerics  # rerun under every ATEN_CPU_CAPABILITY by `make test`
 
 SEEDS = [10000, 10001, 10002, 10003, 10004]
+WIDTH, EPOCHS, LR, SAMPLES, HIDDEN = 16, 100, 1e-3, 100, 32
+# A gradient entry of a weight sums one product per sample, and each of those carries a back-propagated
+# error that is itself a sum over the next layer's units (at most max(HIDDEN, WIDTH)).
+GRADIENT_TERMS = SAMPLES + max(HIDDEN, WIDTH)
+LARGEST_FAN_IN = max(HIDDEN, WIDTH)
+
+
+def drift(activation: str, epochs: int = EPOCHS) -> float:
+    """The weight drift bound; ReLU's kinks add one crossing's worth (tests/numerics.adam_weight_drift)."""
+    return adam_weight_drift(epochs, LR, GRADIENT_TERMS, samples=SAMPLES if activation == "relu" else None)
 
 
 @pytest.mark.parametrize("protocol", ["source", "clean"])
@@ -25,14 +47,20 @@ def test_initial_weights_bitwise_equal_to_solo(protocol):
             assert torch.equal(batched.biases[name][r], solo.biases[name][0])
 
 
+def saved(root, rid: str) -> dict[str, torch.Tensor]:
+    return load_file(root / "weights" / "source" / f"{rid}.safetensors")
+
+
 @pytest.fixture(scope="module", params=["none", "relu"])
 def batched_and_solo(request, tmp_path_factory):
-    """A 5-replicate run and the five solo runs of the same seeds (100 epochs, width 16)."""
+    """A 5-replicate run and the five solo runs of the same seeds (100 epochs, width 16), with their weights."""
     root = tmp_path_factory.mktemp(f"rep_{request.param}")
-    common = ("width=16", "null_samples=0", "log_every=1", f"model.activation={request.param}")
+    common = (f"width={WIDTH}", "null_samples=0", "log_every=1", f"model.activation={request.param}")
     batched = run(make_cfg(*common, "replicates=5"), root)
     solo = pd.concat([run(make_cfg(*common, f"seed={s}"), root) for s in SEEDS])
-    return batched, solo, root
+    weights_b = saved(root, batched.run_id.iloc[0])
+    weights_s = {s: saved(root, solo[solo.seed == s].run_id.iloc[0]) for s in SEEDS}
+    return request.param, batched, solo, weights_b, weights_s
 
 
 def _aligned(batched: pd.DataFrame, solo: pd.DataFrame) -> pd.DataFrame:
@@ -42,42 +70,104 @@ def _aligned(batched: pd.DataFrame, solo: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
-def test_epoch_zero_identical(batched_and_solo):
-    merged = _aligned(*batched_and_solo[:2])
-    at0 = merged[(merged.epoch == 0) & (merged.metric != "loss")]
-    bad = at0[at0.value_batched != at0.value_solo]
-    assert bad.empty, bad
+def _metric_rows(merged: pd.DataFrame, epoch: int, seed: int, layer: str) -> pd.DataFrame:
+    rows = merged[(merged.epoch == epoch) & (merged.seed == seed) & (merged.layer == layer)]
+    return rows.set_index("metric")
 
 
-def test_trained_values_agree_to_float32_noise(batched_and_solo):
-    merged = _aligned(*batched_and_solo[:2])
-    loss = merged[merged.metric == "loss"]
-    pd.testing.assert_series_equal(loss.value_batched, loss.value_solo, check_names=False, rtol=1e-4, atol=0)
-    continuous = merged[~merged.metric.isin(["loss", "min_pair_i", "min_pair_j", "rank90", "rank99"])]
-    # 1e-5 relative; atol 1e-7 for near-zero values (two hidden units with almost equal weights),
-    # where weights that agree to ~1e-8 cannot give a relative agreement.
-    pd.testing.assert_series_equal(continuous.value_batched, continuous.value_solo, check_names=False,
-                                   rtol=1e-5, atol=1e-7)
-    # Batched rounding is real: the two paths are not bitwise equal after training.
-    assert not (loss.value_batched == loss.value_solo).all()
-
-
-def test_final_weights_agree_to_float32_noise(batched_and_solo):
-    batched, solo, root = batched_and_solo
-
-    def final(rid: str) -> dict[str, torch.Tensor]:
-        saved = load_file(root / "weights" / "source" / f"{rid}.safetensors")
-        return {k.removeprefix("final/"): v for k, v in saved.items() if k.startswith("final/")}
-
-    together = final(batched.run_id.iloc[0])
+def _check_metrics(merged, epoch, stage, weights_b, weights_s):
+    """Every continuous metric of every layer within its bound (tests/numerics.metric_tolerances)."""
     for r, seed in enumerate(SEEDS):
-        alone = final(solo[solo.seed == seed].run_id.iloc[0])
-        for name, w in alone.items():
-            torch.testing.assert_close(together[name][r], w[0], rtol=0, atol=3e-7)
+        for layer in ("hidden", "bottleneck", "head"):
+            w_solo = weights_s[seed][f"{stage}/{layer}.weight"]
+            w_batched = weights_b[f"{stage}/{layer}.weight"][r : r + 1]
+            bounds = metric_tolerances(w_solo, w_batched - w_solo)
+            rows = _metric_rows(merged, epoch, seed, layer)
+            for metric, bound in bounds.items():
+                diff = abs(rows.loc[metric, "value_batched"] - rows.loc[metric, "value_solo"])
+                assert diff <= bound.item(), (seed, layer, metric, diff, bound.item())
+
+
+def test_epoch_zero_agrees_to_rounding(batched_and_solo):
+    """Same weights at epoch 0 (bitwise); the metrics differ only by the kernels' own rounding (the loss of
+    the initial weights is epoch 1's, checked with the others below)."""
+    _, batched, solo, weights_b, weights_s = batched_and_solo
+    for r, seed in enumerate(SEEDS):
+        for name, w in weights_s[seed].items():
+            if name.startswith("initial/"):
+                assert torch.equal(weights_b[name][r], w[0]), name
+    _check_metrics(_aligned(batched, solo), 0, "initial", weights_b, weights_s)
+
+
+def solo_replay(activation: str, seed: int) -> pd.DataFrame:
+    """The solo training loop step by step (the same operations as ``train`` with one replicate), recording what
+    the loss bound needs at each epoch: the loss, |grad L| and |theta| of the weights that loss is computed at."""
+    model = build_mlp(WIDTH, [seed], "source", activation)
+    params = model.parameters_in_source_order()
+    opt = make_optimizer(params, LR, 1)
+    x, y = integers(SAMPLES)
+    records = []
+    for epoch in range(1, EPOCHS + 1):
+        opt.zero_grad(set_to_none=True)
+        loss = per_replicate_mse(model(x), y)
+        loss.sum().backward()
+        records.append({"epoch": epoch, "loss": loss.item(),
+                        "grad_norm": torch.cat([p.grad.flatten() for p in params]).double().norm().item(),
+                        "param_norm": torch.cat([p.detach().flatten() for p in params]).double().norm().item()})
+        opt.step()
+    return pd.DataFrame(records).set_index("epoch")
+
+
+def test_losses_agree_within_the_derived_bound(batched_and_solo):
+    """|sqrt(L_batched) - sqrt(L_solo)| at every epoch within tests/numerics.sqrt_loss_tolerance, the weights
+    having had ``epoch - 1`` updates (the loss at epoch e is computed before e's update)."""
+    activation, batched, solo, _, weights_s = batched_and_solo
+    merged = _aligned(batched, solo)
+    n_params = sum(w.numel() for k, w in weights_s[SEEDS[0]].items() if k.startswith("final/"))
+    for seed in SEEDS:
+        replay = solo_replay(activation, seed)
+        rows = merged[(merged.metric == "loss") & (merged.seed == seed) & (merged.epoch >= 1)].set_index("epoch")
+        # The replay runs the solo run's operations on its inputs: its losses are the logged ones, bit for bit.
+        assert (replay["loss"] == rows["value_solo"]).all()
+        for epoch, rec in replay.iterrows():
+            bound = sqrt_loss_tolerance(rec.grad_norm, rec.loss, rec.param_norm, n_params,
+                                        drift(activation, epoch - 1), LARGEST_FAN_IN, SAMPLES)
+            diff = abs(rows.loc[epoch, "value_batched"] ** 0.5 - rows.loc[epoch, "value_solo"] ** 0.5)
+            assert diff <= bound, (seed, epoch, diff, bound)
+
+
+def test_final_weights_agree_within_the_derived_drift(batched_and_solo):
+    """Per tensor, the RMS difference of the final weights is within the drift bound: a norm over the tensor,
+    so that one weight next to a ReLU kink cannot decide the verdict."""
+    activation, _, _, weights_b, weights_s = batched_and_solo
+    bound = drift(activation)
+    for r, seed in enumerate(SEEDS):
+        for name, w in weights_s[seed].items():
+            if name.startswith("final/"):
+                diff = rms(weights_b[name][r] - w[0])
+                assert diff <= bound, (seed, name, diff, bound)
+                assert diff <= 1e-3 * rms(w), (seed, name)  # the bound itself is a small fraction of the weights
+
+
+def test_final_metrics_agree_within_their_bounds(batched_and_solo):
+    _, batched, solo, weights_b, weights_s = batched_and_solo
+    _check_metrics(_aligned(batched, solo), EPOCHS, "final", weights_b, weights_s)
+
+
+def test_logged_metrics_are_those_of_the_saved_weights(batched_and_solo):
+    """The rows describe the saved tensors: recomputing the metrics from the saved final weights repeats the
+    logged computation (the same function on the same stacked values), so the values are equal bit for bit."""
+    _, batched, _, weights_b, _ = batched_and_solo
+    final = batched[(batched.epoch == EPOCHS) & (batched.layer != "model")]
+    for layer, rows in final.groupby("layer"):
+        recomputed = weight_metrics(weights_b[f"final/{layer}.weight"])
+        for metric, values in recomputed.items():
+            logged = rows[rows.metric == metric].set_index("seed")["value"].loc[SEEDS]
+            assert logged.tolist() == values.double().tolist(), (layer, metric)
 
 
 def test_each_row_carries_its_seed(batched_and_solo):
-    batched = batched_and_solo[0]
+    batched = batched_and_solo[1]
     assert sorted(batched.seed.unique()) == SEEDS
     assert batched.groupby("seed").size().nunique() == 1
 

@@ -19,6 +19,8 @@ from experiments.models import build_mlp, mlp_init
 from experiments.train import per_replicate_mse
 from tests.conftest import make_cfg
 
+pytestmark = pytest.mark.numerics  # rerun under every ATEN_CPU_CAPABILITY by `make test`
+
 
 def reference_source_run(width: int, seed: int = 10000, epochs: int = 100) -> tuple[float, torch.Tensor]:
     """The source protocol written the plain way, with nn.Linear and nn.MSELoss."""

@@ -129,8 +129,11 @@ def test_bootstrap_is_vectorised_reference_equal_and_reproducible():
     lo, hi = bootstrap_mean_ci(x, n_boot=500, seed=7)
     idx = np.random.default_rng(7).integers(0, 25, size=(500, 25))
     looped = np.array([x[i].mean(axis=0) for i in idx])  # the slow definition
-    np.testing.assert_allclose(lo, np.percentile(looped, 2.5, axis=0), rtol=1e-12)
-    np.testing.assert_allclose(hi, np.percentile(looped, 97.5, axis=0), rtol=1e-12)
+    # Float64 means of 25 values summed in two orders (a matrix product, a loop): each within gamma(25) of
+    # sum|x| / 25 (Higham §3.1), so they differ by at most 2 gamma(25) max|x|; percentiles keep the bound.
+    atol = 2 * 25 * 2.0**-53 / (1 - 25 * 2.0**-53) * np.abs(x).max()
+    np.testing.assert_allclose(lo, np.percentile(looped, 2.5, axis=0), rtol=0, atol=atol)
+    np.testing.assert_allclose(hi, np.percentile(looped, 97.5, axis=0), rtol=0, atol=atol)
     np.testing.assert_array_equal(bootstrap_mean_ci(x, n_boot=500, seed=7), bootstrap_mean_ci(x, n_boot=500, seed=7))
     assert not np.array_equal(bootstrap_mean_ci(x, n_boot=500, seed=7), bootstrap_mean_ci(x, n_boot=500, seed=8))
     assert np.isnan(bootstrap_mean_ci(x[:1])).all()  # one seed: no interval
