@@ -41,7 +41,8 @@ from experiments.config import REPO_ROOT, available_cores
 from experiments.data import integers
 from experiments.metrics import weight_metrics
 from experiments.models import build_mlp
-from experiments.train import make_optimizer, per_replicate_mse, train, tune_allocator
+from experiments.tasks import TASKS, per_replicate_mse
+from experiments.train import make_optimizer, train, tune_allocator
 
 WIDTHS = (8, 32, 128)
 SEEDS = 100
@@ -184,13 +185,14 @@ def matmul_gflops(n: int = 2048, tries: int = 5) -> float:
 
 def ensemble(repeats: int) -> dict[str, float]:
     """(c) and (d) for w=128, R=1000: clean training GFLOP/s, and the real train() run's metric share."""
-    x, y = integers(100)
+    data = integers(100)
+    x, y = data.x, data.x
     seeds = list(range(10000, 10000 + BIG_R))
     flops = step_flops(build_mlp(BIG_W, seeds), x, y)
     loop = min(training_loop_seconds(build_mlp(BIG_W, seeds), x, y, EPOCHS) for _ in range(repeats))
     model = build_mlp(BIG_W, seeds)
     t0 = time.perf_counter()
-    result = train(model, x, y, seeds, EPOCHS, 1e-3, LOG_EVERY)
+    result = train(model, data, TASKS["identity"], seeds, EPOCHS, 1e-3, LOG_EVERY)
     wall = time.perf_counter() - t0
     return {"flops": flops, "loop": loop, "gflops": flops * EPOCHS / loop / 1e9, "train_wall": wall,
             "metric": result.metric_seconds, "logs": EPOCHS // LOG_EVERY + 1}
@@ -209,7 +211,8 @@ def top_ops(fn, rows: int = 8) -> str:
 
 def where_the_time_goes() -> str:
     """Top operators of one metric pass (all layers) and of one training step at w=128, R=1000."""
-    x, y = integers(100)
+    data = integers(100)
+    x, y = data.x, data.x
     seeds = list(range(10000, 10000 + BIG_R))
     model = build_mlp(BIG_W, seeds)
     opt = make_optimizer(model.parameters_in_source_order(), 1e-3, BIG_R)

@@ -21,12 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
 
-MODELS = ("mlp",)
-DATASETS = ("integers",)
 OPTIMIZERS = ("adam",)
 PROTOCOLS = ("source", "clean")
 ACTIVATIONS = ("none", "relu", "tanh")
 DEVICES = ("cpu", "cuda", "auto")
+ENSEMBLE_MODES = ("loop", "vmap")
 
 # Keys that say where or how a run is executed, not what it computes: they stay out of the run id.
 RUN_ID_EXCLUDED = ("results_dir", "overwrite", "progress", "threads")
@@ -38,16 +37,23 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
+    """Options of every family in one schema; each family reads the ones it has (``conf/model/<name>.yaml``)."""
+
     name: str = "mlp"
-    hidden: int = 32
-    activation: str = "none"
-    protocol: str = "source"
+    hidden: int = 32           # mlp, conv: units/channels of the first layer
+    activation: str = "none"   # mlp, conv: after `hidden` and `bottleneck`
+    protocol: str = "source"   # mlp: the source's draw order or `clean`; other families: `clean`
 
 
 @dataclass
 class DataConfig:
+    """Options of every data set in one schema; each data set reads the ones it has (``conf/data/<name>.yaml``)."""
+
     name: str = "integers"
-    n: int = 100
+    n: int = 100               # integers: 0..n-1
+    n_train: int = 1000        # digits: training images
+    n_eval: int = 500          # digits: held-out evaluation images
+    split_seed: int = 0        # digits: the fixed split (independent of the run's seed)
 
 
 @dataclass
@@ -70,6 +76,7 @@ class Config:
     null_samples: int = 1000
     null_seed: int = 0
     device: str = "cpu"
+    ensemble: str = "loop"     # how non-MLP replicates run: a loop of native kernels, or torch.func.vmap
     results_dir: str = str(REPO_ROOT / "results")
     overwrite: bool = False
     progress: bool | None = None
@@ -94,6 +101,9 @@ def _one_of(value: Any, key: str, allowed: tuple[str, ...]) -> None:
 
 def validate(cfg: DictConfig | Config) -> None:
     """Reject values that compose but make no sense, with a one-line message naming the key."""
+    from experiments.data import DIGITS_IMAGES
+    from experiments.families import DATA_INPUTS, FAMILIES
+
     _require(cfg.width >= 1, "width", f"must be a positive integer, got {cfg.width}")
     _require(cfg.epochs >= 0, "epochs", f"must be >= 0, got {cfg.epochs}")
     _require(cfg.replicates >= 1, "replicates", f"must be >= 1, got {cfg.replicates}")
@@ -101,14 +111,27 @@ def validate(cfg: DictConfig | Config) -> None:
     _require(cfg.null_samples >= 0, "null_samples", f"must be >= 0, got {cfg.null_samples}")
     _require(cfg.log_every is None or cfg.log_every >= 1, "log_every", f"must be >= 1, got {cfg.log_every}")
     _require(cfg.model.hidden >= 1, "model.hidden", f"must be >= 1, got {cfg.model.hidden}")
-    _require(cfg.data.n >= 1, "data.n", f"must be >= 1, got {cfg.data.n}")
     _require(cfg.threads is None or cfg.threads >= 1, "threads", f"must be >= 1, got {cfg.threads}")
-    _one_of(cfg.model.name, "model", MODELS)
+    _one_of(cfg.model.name, "model", tuple(FAMILIES))
     _one_of(cfg.model.protocol, "model.protocol", PROTOCOLS)
+    _require(cfg.model.protocol == "clean" or cfg.model.name == "mlp", "model.protocol",
+             f"'{cfg.model.protocol}' is the mlp's source draw order; model '{cfg.model.name}' takes 'clean'")
     _one_of(cfg.model.activation, "model.activation", ACTIVATIONS)
-    _one_of(cfg.data.name, "data", DATASETS)
+    _one_of(cfg.data.name, "data", tuple(DATA_INPUTS))
+    if cfg.data.name == "integers":
+        _require(cfg.data.n >= 1, "data.n", f"must be >= 1, got {cfg.data.n}")
+    if cfg.data.name == "digits":
+        _require(cfg.data.n_train >= 1, "data.n_train", f"must be >= 1, got {cfg.data.n_train}")
+        _require(cfg.data.n_eval >= 2, "data.n_eval", f"must be >= 2, got {cfg.data.n_eval}")
+        _require(cfg.data.n_train + cfg.data.n_eval <= DIGITS_IMAGES, "data.n_train",
+                 f"n_train + n_eval must be <= {DIGITS_IMAGES} digits images, got "
+                 f"{cfg.data.n_train} + {cfg.data.n_eval}")
+    needs, gets = FAMILIES[cfg.model.name].inputs, DATA_INPUTS[cfg.data.name]
+    _require(needs == gets, "data",
+             f"model '{cfg.model.name}' takes {needs} inputs, data '{cfg.data.name}' gives {gets} inputs")
     _one_of(cfg.optim.name, "optim", OPTIMIZERS)
     _one_of(cfg.device, "device", DEVICES)
+    _one_of(cfg.ensemble, "ensemble", ENSEMBLE_MODES)
 
 
 def log_every(cfg: DictConfig | Config) -> int:

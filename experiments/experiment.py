@@ -16,8 +16,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import config as C
-from experiments import data, models, results
-from experiments.nulls import null_rows
+from experiments import data, results
+from experiments.families import family, task_of
+from experiments.nulls import activation_null_rows, null_rows
 from experiments.train import train
 
 log = logging.getLogger(__name__)
@@ -60,16 +61,18 @@ def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame
         torch.set_num_threads(int(cfg.threads))
     t0 = time.perf_counter()
     seeds = [cfg.seed + r for r in range(cfg.replicates)]
+    fam, task = family(cfg.model.name), task_of(cfg.model.name)
+    batches = data.load(cfg.data).to(device)  # loaded once per job, shared by the replicates and the null
     seed_everything(cfg.seed)
-    model = models.build_mlp(cfg.width, seeds, cfg.model.protocol, cfg.model.activation, cfg.model.hidden)
-    model.to(device)
-    x, y = (t.to(device) for t in data.load(cfg.data.name, n=cfg.data.n))
+    model = fam.build(cfg, seeds).to(device)
     log.info("run %s: %s width=%d seeds=%d..%d epochs=%d", rid, cfg.model.name, cfg.width, seeds[0], seeds[-1],
              cfg.epochs)
-    out = train(model, x, y, seeds, cfg.epochs, cfg.optim.lr, C.log_every(cfg), cfg.progress)
+    out = train(model, batches, task, seeds, cfg.epochs, cfg.optim.lr, C.log_every(cfg), cfg.progress)
     trained = out.rows.assign(kind="trained")
     t_null = time.perf_counter()
-    null = null_rows(model.specs, cfg.null_samples, cfg.null_seed).frame().assign(kind="null")
+    null = null_rows(model.specs, cfg.null_samples, cfg.null_seed)
+    act_null = activation_null_rows(lambda s: fam.build(cfg, s), batches.eval_x, cfg.null_samples, cfg.null_seed)
+    null = pd.concat([null.frame(), act_null.frame()], ignore_index=True).assign(kind="null")
     null_seconds = time.perf_counter() - t_null
 
     frame = pd.concat([trained, null], ignore_index=True).assign(

@@ -96,3 +96,69 @@ def weight_metrics(W: torch.Tensor) -> dict[str, torch.Tensor]:
         out.update(cosine_metrics(W))
     out.update(spectral_metrics(singular_values(W)))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Activation metrics: redundancy of what units compute, on a fixed evaluation batch.
+
+ACTIVATION_METRICS = ("act_max_abs_corr", "act_mean_nn_abs_corr", "act_eff_rank_norm", "act_pc95_frac",
+                      "act_dead_frac")
+# A unit is dead when its standard deviation over the batch is below this fraction of its mean's magnitude:
+# far below one float32 ulp (2^-23 relative) of variation, so only a unit whose float32 outputs are all
+# equal qualifies (the float64 centring leaves ~2^-52 |mean| of noise on such a unit).
+DEAD_RELATIVE_STD = 2.0**-40
+
+
+def activation_metrics(A: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Redundancy of units from their activations ``A`` (B, samples, units), for a batch of B models at once.
+
+    For a conv layer the channels are the units and positions x images the samples. Computed in float64:
+    the activations are centred per unit, the covariance is one batched matrix product, the spectrum one
+    batched eigen-decomposition.
+
+    - ``act_max_abs_corr``: max over pairs of live units of |Pearson r|;
+    - ``act_mean_nn_abs_corr``: mean over live units of |r| with the unit's most correlated other live unit;
+    - ``act_eff_rank_norm``: entropy effective rank (Roy & Vetterli 2007) of the covariance's eigenvalues,
+      divided by the number of units;
+    - ``act_pc95_frac``: principal components needed for 95% of the variance, divided by the number of units;
+    - ``act_dead_frac``: share of units whose activation is constant on the batch (see ``DEAD_RELATIVE_STD``).
+      Dead units are left out of the correlations and never divided by; the correlation metrics are NaN
+      when fewer than two units are alive, the spectral ones when none is.
+    """
+    A = A.double()
+    _, samples, units = A.shape
+    mean = A.mean(dim=1, keepdim=True)
+    centred = A - mean
+    cov = torch.bmm(centred.transpose(1, 2), centred) / max(samples - 1, 1)  # (B, units, units)
+    std = cov.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()
+    dead = std <= DEAD_RELATIVE_STD * mean.squeeze(1).abs()
+    alive = ~dead
+    n_alive = alive.sum(dim=-1)
+
+    safe_std = torch.where(alive, std, torch.ones_like(std))
+    corr = (cov / safe_std[:, :, None] / safe_std[:, None, :]).abs()
+    pair_ok = alive[:, :, None] & alive[:, None, :]
+    pair_ok &= ~torch.eye(units, dtype=torch.bool, device=A.device)
+    corr = corr.masked_fill(~pair_ok, -1.0)
+    nearest = corr.amax(dim=-1)  # -1 for a dead unit (or one with no live partner)
+    nan = torch.full_like(std[:, 0], float("nan"))
+    few = n_alive < 2
+    max_corr = torch.where(few, nan, nearest.amax(dim=-1))
+    mean_nn = torch.where(few, nan, (nearest * alive).sum(dim=-1) / n_alive.clamp_min(1))
+
+    # A model whose activations overflowed (a diverging run) gets NaN, not a failed eigen-decomposition.
+    finite = torch.isfinite(cov).flatten(1).all(dim=-1)
+    eye = torch.eye(units, dtype=cov.dtype, device=cov.device)
+    eig = torch.linalg.eigvalsh(torch.where(finite[:, None, None], cov, eye)).clamp_min(0.0).flip(-1)
+    total = eig.sum(dim=-1, keepdim=True)
+    none_alive = (total.squeeze(-1) <= 0) | ~finite
+    p = eig / total.clamp_min(torch.finfo(eig.dtype).tiny)
+    eff_rank = torch.exp(-torch.special.xlogy(p, p).sum(dim=-1))
+    pc95 = (p.cumsum(dim=-1) < 0.95).sum(dim=-1).to(eig.dtype) + 1
+    return {
+        "act_max_abs_corr": max_corr,
+        "act_mean_nn_abs_corr": mean_nn,
+        "act_eff_rank_norm": torch.where(none_alive, nan, eff_rank / units),
+        "act_pc95_frac": torch.where(none_alive, nan, pc95.clamp_max(units) / units),
+        "act_dead_frac": dead.sum(dim=-1).to(eig.dtype) / units,
+    }

@@ -104,8 +104,12 @@ class ReplicatedMLP(nn.Module):
 
     With R = 1 the forward pass uses ``F.linear`` exactly as ``nn.Linear`` does, so a solo run is
     bitwise the source's computation; with R > 1 it uses batched matmuls (same maths, float32 rounding
-    of a batched kernel).
+    of a batched kernel). It offers the interface of ``experiments.ensemble.Ensemble``, the mechanism of
+    every other family, but keeps this hand-tuned path: for these tiny matrices it is measurably faster
+    (``benchmarks/conv_ensemble.py``).
     """
+
+    activation_layers = ("hidden", "bottleneck")
 
     def __init__(self, layers: list[LayerSpec], inits: list[dict[str, tuple[torch.Tensor, torch.Tensor]]],
                  activation: str = "none") -> None:
@@ -125,8 +129,12 @@ class ReplicatedMLP(nn.Module):
     def parameters_in_source_order(self) -> list[nn.Parameter]:
         return [p for spec in self.specs for p in (self.weights[spec.name], self.biases[spec.name])]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: (N, in), shared by all replicates. Returns (R, N, out)."""
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Weights and biases as ``<layer>.weight`` / ``<layer>.bias``, each (R, ...)."""
+        return {f"{spec.name}.{kind}": tensors[spec.name] for spec in self.specs
+                for kind, tensors in (("weight", self.weights), ("bias", self.biases))}
+
+    def _forward(self, x: torch.Tensor, record: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         solo = self.replicates == 1
         h = x
         for k, spec in enumerate(self.specs):
@@ -134,7 +142,20 @@ class ReplicatedMLP(nn.Module):
             h = F.linear(h, w[0], b[0]) if solo else batched_affine(h, w, b)
             if self.activation is not None and k < len(self.specs) - 1:
                 h = self.activation(h)
+            if record is not None:
+                record[spec.name] = h.unsqueeze(0) if solo else h
         return h.unsqueeze(0) if solo else h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (N, in), shared by all replicates. Returns (R, N, out)."""
+        return self._forward(x)
+
+    @torch.no_grad()
+    def activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Outputs of ``hidden`` and ``bottleneck`` (after the activation function) on ``x``: (R, N, units)."""
+        record: dict[str, torch.Tensor] = {}
+        self._forward(x, record)
+        return {name: record[name] for name in self.activation_layers}
 
 
 def build_mlp(width: int, seeds: list[int], protocol: str = "source", activation: str = "none",

@@ -1,17 +1,20 @@
-"""The width-matched random null: metrics of freshly initialised, untrained layers of the same shape.
+"""The width-matched random null: metrics of freshly initialised, untrained layers and models of the same shape.
 
 The closest pair among w(w-1)/2 random rows shrinks as w grows with no learning at all; the null
-shows how much of a width effect that alone explains.
+shows how much of a width effect that alone explains. Weight metrics get draws of each layer's shape
+(PyTorch's default initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in))); activation metrics need whole models,
+so they get fresh, untrained initialisations of the whole model, built by the family's own builder.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
-from experiments.metrics import weight_metrics
+from experiments.metrics import activation_metrics, weight_metrics
 from experiments.models import LayerSpec, linear_init_bound
 from experiments.train import RowBuffer
 
@@ -39,4 +42,27 @@ def null_rows(layers: list[LayerSpec], samples: int, null_seed: int) -> RowBuffe
         for start in range(0, samples, CHUNK):
             chunk = W[start:start + CHUNK]
             rows.add(0, spec.name, weight_metrics(chunk), np.arange(start, start + len(chunk)))
+    return rows
+
+
+def null_model_seeds(null_seed: int, samples: int) -> list[int]:
+    """Seeds of the untrained null models: a hash of (null_seed, index), far from the trained seeds 10000+."""
+    return [zlib.crc32(f"{null_seed}:model:{i}".encode()) for i in range(samples)]
+
+
+def activation_null_rows(build: Callable[[Sequence[int]], torch.nn.Module], x: torch.Tensor, samples: int,
+                         null_seed: int, chunk: int = 50) -> RowBuffer:
+    """Activation metrics of ``samples`` untrained models on the evaluation batch ``x`` (epoch 0 rows).
+
+    ``build(seeds)`` is the family's replicated-model builder; models are built and measured ``chunk`` at a
+    time, in eval mode (BatchNorm then uses its initial running statistics: an untrained model as it would
+    be evaluated). ``seed`` holds the sample index.
+    """
+    rows = RowBuffer()
+    seeds = null_model_seeds(null_seed, samples)
+    for start in range(0, samples, chunk):
+        model = build(seeds[start:start + chunk]).to(x.device).eval()
+        for layer, acts in model.activations(x).items():
+            rows.add(0, layer, activation_metrics(acts), np.arange(start, start + acts.shape[0]))
+        del model
     return rows

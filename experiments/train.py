@@ -6,6 +6,7 @@ replicate's gradient is exactly its own, and Adam (element-wise) keeps them inde
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import logging
@@ -16,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from experiments.metrics import weight_metrics
+from experiments.data import Data
+from experiments.metrics import activation_metrics, weight_metrics
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +88,6 @@ def make_optimizer(params: list[torch.nn.Parameter], lr: float, replicates: int)
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 
-def per_replicate_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of each replicate, (R,). With R = 1 it is ``F.mse_loss`` itself (bitwise source)."""
-    if out.shape[0] == 1:
-        return F.mse_loss(out[0], target).reshape(1)
-    return F.mse_loss(out, target.expand_as(out), reduction="none").flatten(1).mean(dim=1)
-
-
 @dataclass
 class TrainResult:
     rows: pd.DataFrame
@@ -105,50 +99,68 @@ class TrainResult:
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Weights and biases as ``<layer>.weight`` / ``<layer>.bias``, each (R, ...), on the CPU."""
-    out = {}
-    for name in model.weights:
-        out[f"{name}.weight"] = model.weights[name].detach().cpu().clone()
-        out[f"{name}.bias"] = model.biases[name].detach().cpu().clone()
-    return out
+    """Every stacked parameter and buffer (``<layer>.weight``, ``<layer>.bias``, …), each (R, ...), on the CPU."""
+    return {name: t.detach().cpu().clone() for name, t in model.state_tensors().items()}
 
 
-def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seeds: list[int], epochs: int, lr: float,
-          log_every: int, progress: bool | None = None) -> TrainResult:
-    """Train all replicates for ``epochs`` full-batch Adam steps.
+@contextlib.contextmanager
+def buffers_kept(model: torch.nn.Module):
+    """Undo any change to the model's buffers (BatchNorm's running statistics) made inside the block: measuring
+    the initial weights' training loss must not move the statistics the first training step starts from."""
+    saved = [b.clone() for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, old in zip(model.buffers(), saved, strict=True):
+                b.copy_(old)
+
+
+def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: int, lr: float, log_every: int,
+          progress: bool | None = None) -> TrainResult:
+    """Train all replicates for ``epochs`` full-batch Adam steps on ``data.x`` towards ``task``'s targets.
 
     ``loss`` at epoch e is computed in epoch e's forward pass, before its update; at epoch 0 it is the
-    loss of the initial weights. Weight metrics at epoch e describe the weights after e's update. A
-    replicate whose loss turns non-finite is dropped from later rows; the run stops when none is left.
+    loss of the initial weights. At epoch 0, every ``log_every`` epochs and at the last, the rows get every
+    weight metric of every studied layer, the activation metrics of ``model.activation_layers`` on the
+    evaluation batch, and what ``task.evaluate`` reports (``eval_loss``, …), all describing the weights after
+    that epoch's update. A replicate whose loss turns non-finite is dropped from later rows; the run stops
+    when none is left.
     """
     seeds_np = np.asarray(seeds, dtype=np.int64)
     rows = RowBuffer()
     tune_allocator()
+    x, y = data.x, task.targets(data)[0]
     opt = make_optimizer(model.parameters_in_source_order(), lr, len(seeds))
     alive = torch.ones(len(seeds), dtype=torch.bool)
     diverged: dict[int, int] = {}
     metric_seconds = 0.0
 
-    def log_weights(epoch: int) -> None:
+    def log_metrics(epoch: int) -> None:
         nonlocal metric_seconds
         t0 = time.perf_counter()
         idx = alive.nonzero().squeeze(1)
+        seeds_alive = seeds_np[idx.numpy()]
         with torch.no_grad():
             for name, w in model.weights.items():
-                rows.add(epoch, name, weight_metrics(w.detach()[idx.to(w.device)]), seeds_np[idx.numpy()])
+                rows.add(epoch, name, weight_metrics(w.detach()[idx.to(w.device)]), seeds_alive)
+            for name, acts in model.activations(data.eval_x).items():
+                rows.add(epoch, name, activation_metrics(acts[idx.to(acts.device)]), seeds_alive)
+            reported = task.evaluate(model, data)
+            rows.add(epoch, "model", {k: v[idx.to(v.device)] for k, v in reported.items()}, seeds_alive)
         metric_seconds += time.perf_counter() - t0
 
     initial = snapshot(model)
-    with torch.no_grad():
-        rows.add(0, "model", {"loss": per_replicate_mse(model(x), y)}, seeds_np)
-    log_weights(0)
+    with torch.no_grad(), buffers_kept(model):
+        rows.add(0, "model", {"loss": task.loss(model(x), y)}, seeds_np)
+    log_metrics(0)
 
     t_start = time.perf_counter()
     bar = tqdm(range(1, epochs + 1), desc="epochs", unit="ep", leave=False, delay=3.0,
                disable=(not progress) if progress is not None else None)
     for epoch in bar:
         opt.zero_grad(set_to_none=True)
-        losses = per_replicate_mse(model(x), y)
+        losses = task.loss(model(x), y)
         losses.sum().backward()
         opt.step()
         finite = torch.isfinite(losses.detach()).cpu()
@@ -163,7 +175,7 @@ def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seeds: list[
             if not alive.any():
                 break
         if epoch % log_every == 0 or epoch == epochs:
-            log_weights(epoch)
+            log_metrics(epoch)
     bar.close()
     train_seconds = time.perf_counter() - t_start
     return TrainResult(rows.frame(), initial, snapshot(model), diverged, metric_seconds, train_seconds)

@@ -18,7 +18,8 @@ from experiments.data import integers
 from experiments.experiment import run
 from experiments.metrics import weight_metrics
 from experiments.models import build_mlp
-from experiments.train import make_optimizer, per_replicate_mse
+from experiments.tasks import per_replicate_mse
+from experiments.train import make_optimizer
 from tests.conftest import make_cfg
 from tests.numerics import adam_weight_drift, metric_tolerances, rms, sqrt_loss_tolerance
 
@@ -105,7 +106,8 @@ def solo_replay(activation: str, seed: int) -> pd.DataFrame:
     model = build_mlp(WIDTH, [seed], "source", activation)
     params = model.parameters_in_source_order()
     opt = make_optimizer(params, LR, 1)
-    x, y = integers(SAMPLES)
+    data = integers(SAMPLES)
+    x, y = data.x, data.x
     records = []
     for epoch in range(1, EPOCHS + 1):
         opt.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ from analysis.tables import SOURCE_PRINTED, source_table
 from experiments.data import integers
 from experiments.experiment import run
 from experiments.models import build_mlp, mlp_init
-from experiments.train import per_replicate_mse
+from experiments.tasks import per_replicate_mse
 from tests.conftest import make_cfg
 
 pytestmark = pytest.mark.numerics  # rerun under every ATEN_CPU_CAPABILITY by `make test`
@@ -123,7 +123,7 @@ def test_loss_semantics(tmp_path):
         for name in ("hidden", "bottleneck", "head"):
             model.weights[name].copy_(saved[f"final/{name}.weight"])
             model.biases[name].copy_(saved[f"final/{name}.bias"])
-        x, y = integers(100)
+        x = y = integers(100).x
         assert per_replicate_mse(model(x), y).item() == loss4[4]
     # Weight metrics at epoch 3 describe weights after epoch 3's update: the weights epoch 4 starts from.
     w3 = df3[(df3.metric == "stable_rank") & (df3.layer == "bottleneck")].set_index("epoch")["value"]
