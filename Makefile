@@ -1,5 +1,5 @@
-# `make reproduce`: install into .venv and run the main job (source sweep, the two 7-width x 100-seed
-# presets, then every figure and table).
+# `make reproduce`: install into .venv and run every experiment (source sweep, the two 7-width x 100-seed
+# MLP presets, the two conv presets), then every figure and table; prints the total time.
 # `make test`: install into .venv, lint, and run the whole test suite (what CI runs).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -17,10 +17,14 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 reproduce: install
-	$(PY) run.py -m width=8,32,128
-	$(PY) run.py -m experiment=mlp_sweep
-	$(PY) run.py -m experiment=mlp_relu
-	$(PY) -m analysis.figures
+	@start=$$(date +%s); set -e; \
+	$(PY) run.py -m width=8,32,128; \
+	$(PY) run.py -m experiment=mlp_sweep; \
+	$(PY) run.py -m experiment=mlp_relu; \
+	$(PY) run.py -m experiment=conv_sweep; \
+	$(PY) run.py -m experiment=conv_relu_sweep; \
+	$(PY) -m analysis.figures; \
+	echo "make reproduce: experiments, figures and tables in $$(( $$(date +%s) - start )) s"
 
 figures: install
 	$(PY) -m analysis.figures
@@ -39,6 +43,7 @@ test: lint
 
 benchmark: install
 	$(PY) benchmarks/sweep_throughput.py
+	$(PY) benchmarks/conv_ensemble.py
 
 clean:
 	rm -rf results/runs results/weights results/logs

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import torch
+from machine_info import load, machine  # benchmarks/machine_info.py, beside this script
 from torch.utils.flop_counter import FlopCounterMode
 
 from experiments.config import REPO_ROOT, available_cores
@@ -52,27 +52,6 @@ SUBSET = 10  # seeds per width timed as one-job-per-seed
 BIG_R, BIG_W = 1000, 128
 TARGETS = {"ratio": 50.0, "peak": 35.0, "metric": 20.0}
 HYDRA_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]\[HYDRA\]\s+#(\d+) : (.*)$")
-
-
-def machine() -> str:
-    """CPU model, cores, torch version and threads: the numbers below only mean something with these."""
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor() or model
-    return (f"{model}; {available_cores()} usable cores (os.cpu_count {os.cpu_count()}); torch {torch.__version__}; "
-            f"{torch.get_num_threads()} torch threads; Python {platform.python_version()}")
-
-
-def load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def sweep(args: list[str], root: Path) -> tuple[float, str]:

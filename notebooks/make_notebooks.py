@@ -26,6 +26,21 @@ FIGURES = RESULTS / "figures"
 df = load_runs(RESULTS)
 print(f"{len(df):,} rows from {df.run_id.nunique()} runs under {RESULTS}")"""
 
+# The helper both figure notebooks define after choosing EXPERIMENTS and OUT.
+SHOW = (
+    "def show(make):\n"
+    "    \"\"\"Make one figure of analysis.figures for EXPERIMENTS; display its PNG or say why not.\"\"\"\n"
+    "    try:\n"
+    "        paths = make(df, OUT, experiments=EXPERIMENTS)\n"
+    "    except NoData as why:\n"
+    "        print(f'{make.__name__} skipped: {why}')\n"
+    "        return\n"
+    "    for path in paths:\n"
+    "        if path.suffix == '.png':\n"
+    "            display(Image(filename=str(path)))"
+)
+
+
 NOTEBOOKS = {
     "01_source_reproduction.ipynb": [
         new_markdown_cell(
@@ -69,16 +84,7 @@ NOTEBOOKS = {
             "                     '(run `python run.py -m experiment=mlp_sweep`). Showing single-seed '\n"
             "                     f'experiments against their random null, without CIs: {EXPERIMENTS}.'))\n"
             "print('experiments:', EXPERIMENTS)\n\n\n"
-            "def show(make):\n"
-            "    \"\"\"Make one figure of analysis.figures for EXPERIMENTS; display its PNG or say why not.\"\"\"\n"
-            "    try:\n"
-            "        paths = make(df, OUT, experiments=EXPERIMENTS)\n"
-            "    except NoData as why:\n"
-            "        print(f'{make.__name__} skipped: {why}')\n"
-            "        return\n"
-            "    for path in paths:\n"
-            "        if path.suffix == '.png':\n"
-            "            display(Image(filename=str(path)))"),
+            + SHOW),
         new_markdown_cell(
             "## Summary table\n\n"
             "Bottleneck layer at the source widths 8/32/128 (the full table, every layer and width, is "
@@ -102,6 +108,13 @@ NOTEBOOKS = {
             "Nearest-unit distance and |cos| (averages over units), effective and stable rank divided by "
             "k = min(units, fan-in)."),
         new_code_cell("from analysis.figures import fig3_pair_free_vs_width\n\nshow(fig3_pair_free_vs_width)"),
+        new_markdown_cell(
+            "## Figure 3b: what the units compute (activation metrics)\n\n"
+            "The same layout for the bottleneck's activations on the evaluation batch: |corr| between units, "
+            "the effective rank and the principal components for 95% of the variance (in directions), and for "
+            "ReLU the share of dead units. In the linear MLP every unit is an affine function of the scalar "
+            "input, so every |corr| is 1 and the activations span one direction at any width, trained or not."),
+        new_code_cell("from analysis.figures import fig3b_activation_vs_width\n\nshow(fig3b_activation_vs_width)"),
         new_markdown_cell("## Figure 4: final training loss vs width"),
         new_code_cell("from analysis.figures import fig4_loss_vs_width\n\nshow(fig4_loss_vs_width)"),
         new_markdown_cell("## Figure 5: trajectories during training (change from each seed's initial value)"),
@@ -111,7 +124,83 @@ NOTEBOOKS = {
         new_markdown_cell("## Figure 7: singular-value spectra of the bottleneck, initial vs final"),
         new_code_cell("from analysis.figures import fig7_spectra\n\nshow(fig7_spectra)"),
     ],
+    "03_conv_bottlenecks.ipynb": [
+        new_markdown_cell(
+            "# Conv bottlenecks: redundancy vs width\n\n"
+            "The same question with convolutions: Conv2d 1→32→w→1 (3×3 kernels, padding 1) learns to output "
+            "its input, the 8×8 digits bundled with scikit-learn scaled to [0, 1]. The bottleneck is the "
+            "32→w convolution; its units are its w output channels. Every width has many seeds, the same "
+            "seeds' initial weights, and a random null: untrained layers of the same shape for the weight "
+            "metrics, untrained whole models for the activation metrics (computed on the held-out evaluation "
+            "batch, every position of every image a sample). Produce the results with "
+            "`python run.py -m experiment=conv_sweep` and `python run.py -m experiment=conv_relu_sweep`; "
+            "`python -m analysis.figures` writes the same figures."),
+        new_code_cell(SETUP),
+        new_code_cell(
+            "from analysis.figures import NoData, sweep_experiments\n\n"
+            "EXPERIMENTS = sweep_experiments(df, model='conv')\n"
+            "OUT = FIGURES\n"
+            "if not EXPERIMENTS:\n"
+            "    # No multi-seed conv sweep: preview single-seed conv runs against their null (no CIs), if any,\n"
+            "    # in a separate folder so that the paper figures are never replaced by a preview.\n"
+            "    EXPERIMENTS, OUT = sweep_experiments(df, min_seeds=1, model='conv'), FIGURES / 'preview'\n"
+            "    display(Markdown('**No conv sweep in these results** (run `python run.py -m experiment=conv_sweep`'\n"
+            "                     ' and `experiment=conv_relu_sweep`). '\n"
+            "                     + (f'Showing single-seed conv experiments without CIs: {EXPERIMENTS}.'\n"
+            "                        if EXPERIMENTS else 'There are no conv runs to show.')))\n"
+            "print('experiments:', EXPERIMENTS)\n\n\n"
+            + SHOW),
+        new_markdown_cell(
+            "## The task\n\n"
+            "The first evaluation images of the conv presets' split (256 training, 128 evaluation images): "
+            "each is both the input and the target."),
+        new_code_cell(
+            "from analysis.figures_conv import task_examples\n\n"
+            "display(Image(data=task_examples()))"),
+        new_markdown_cell(
+            "## Summary table\n\n"
+            "Bottleneck layer at widths 8/32/128 (`conv_relu_sweep` stops at 64): weight metrics (closest pair, "
+            "nearest-channel distance and |cos|, effective rank / min(w, fan-in)) and activation metrics "
+            "(nearest-channel |corr|, effective rank and PCs for 95% of the variance / w, dead channels). "
+            "`init`/`end`: mean over seeds at epoch 0 and after training with 95% bootstrap CIs; `change`: "
+            "paired end − init with a Wilcoxon signed-rank p; `null_lo`/`null_hi`: the random null's 2.5–97.5% "
+            "band; `end_null_pct`: median percentile of the trained seeds in the null. The second table is the "
+            "loss (MSE) on the training images and on the evaluation batch, at init and after training (`end_lo`/"
+            "`end_hi`: its 95% CI)."),
+        new_code_cell(
+            "from analysis.stats import select, summary, summary_markdown\n"
+            "from analysis.tables import to_markdown\n\n"
+            "METRICS = ['min_pair_l1', 'mean_nn_l1', 'mean_nn_abs_cos', 'eff_rank_norm',\n"
+            "           'act_mean_nn_abs_corr', 'act_eff_rank_norm', 'act_pc95_frac', 'act_dead_frac']\n"
+            "if EXPERIMENTS:\n"
+            "    table = summary(df[df.experiment.isin(EXPERIMENTS)])\n"
+            "    view = select(table, layer='bottleneck', widths=[8, 32, 128], experiments=EXPERIMENTS,\n"
+            "                  metrics=METRICS)\n"
+            "    display(Markdown(summary_markdown(view, drop=['model', 'protocol', 'layer', 'n_null'])))\n"
+            "    # The loss spans orders of magnitude: three significant digits, not four decimals.\n"
+            "    loss = select(table, layer='model', widths=[8, 32, 128], experiments=EXPERIMENTS,\n"
+            "                  metrics=['loss', 'eval_loss'])\n"
+            "    keys = ['experiment', 'activation', 'width', 'metric']\n"
+            "    loss = loss[[*keys, 'n_seeds', 'init_mean', 'end_mean', 'end_lo', 'end_hi']].set_index(keys)\n"
+            "    display(Markdown(to_markdown(loss, floatfmt='.3g')))\n"
+            "else:\n"
+            "    print('no conv experiments: no table')"),
+        new_markdown_cell(
+            "## Figure 8: conv bottleneck redundancy vs width\n\n"
+            "For each experiment, weights (top row) and activations (bottom row) of the bottleneck: trained "
+            "(final) mean ± 95% CI, the same seeds at init, and the random null's band. The closest pair "
+            "shrinks with w even at random (more pairs to choose from); the nearest-channel distance does not "
+            "count pairs. Dead channels are possible only with ReLU."),
+        new_code_cell(
+            "from analysis.figures import fig8_conv_redundancy_vs_width\n\nshow(fig8_conv_redundancy_vs_width)"),
+        new_markdown_cell(
+            "## Figure 8b: did the conv models learn?\n\n"
+            "Training and evaluation MSE vs width, after training (solid, 95% CI band) and at initialisation "
+            "(dotted): a redundancy difference means little for a model that has not fitted the data."),
+        new_code_cell("from analysis.figures import fig8b_conv_loss_vs_width\n\nshow(fig8b_conv_loss_vs_width)"),
+    ],
 }
+
 
 
 def write_all() -> None:

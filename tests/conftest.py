@@ -48,3 +48,20 @@ def source_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("source")
     cli("-m", "width=8,32,128", "null_samples=50", results=root, check=True)
     return root
+
+
+def execute_notebook(notebook: Path, root: Path, monkeypatch: pytest.MonkeyPatch):
+    """Run a notebook top to bottom on the results under ``root`` (kernel python3, Agg backend, repository root
+    as its working folder), as a user would; returns the executed notebook."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("BOTTLENECK_RESULTS", str(root))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(notebook, as_version=4)
+    NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
+    return nb
+
+
+def notebook_outputs(nb) -> list:
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]

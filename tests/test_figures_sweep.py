@@ -12,19 +12,19 @@ import nbformat
 import pandas as pd
 import pytest
 import torch
-from nbclient import NotebookClient
 
 from analysis import figures as F
+from analysis import plotting
 from analysis.load import load_runs, load_weights
 from analysis.stats import summary
 from experiments.config import REPO_ROOT
 from experiments.experiment import run
-from tests.conftest import make_cfg
+from tests.conftest import execute_notebook, make_cfg, notebook_outputs
 
 SWEEP = {"mlp_sweep": (4, 8, 16), "mlp_relu": (4, 8)}
 REPLICATES = 5
 NOTEBOOK = REPO_ROOT / "notebooks" / "02_redundancy_vs_width.ipynb"
-SWEEP_FIGURES = [name for name in F.FIGURES if name != "fig1_source_table"]
+SWEEP_FIGURES = [name for name in F.MLP_FIGURES if name != "fig1_source_table"]  # the conv ones: test_figures_conv.py
 
 
 def tiny(*overrides: str) -> list[str]:
@@ -101,7 +101,7 @@ def test_figure_cis_come_from_the_summary(sweep_root, tmp_path, monkeypatch):
         calls.append(set(df["metric"]))
         return summary(df)
 
-    monkeypatch.setattr(F, "summary", spy)
+    monkeypatch.setattr(plotting, "summary", spy)
     df = load_runs(sweep_root)
     for make in (F.fig2_min_pair_vs_width, F.fig3_pair_free_vs_width, F.fig4_loss_vs_width):
         make(df, tmp_path)
@@ -111,7 +111,7 @@ def test_figure_cis_come_from_the_summary(sweep_root, tmp_path, monkeypatch):
 
 def test_sweep_figures_refuse_single_seed_results(source_only_root, tmp_path):
     df = load_runs(source_only_root)
-    for name in SWEEP_FIGURES:
+    for name in [name for name in F.FIGURES if name != "fig1_source_table"]:
         with pytest.raises(F.NoData):
             F.FIGURES[name](df, tmp_path)
     assert not list(tmp_path.iterdir())
@@ -130,15 +130,10 @@ def test_heatmaps_need_the_saved_weights(sweep_root, tmp_path):
 
 
 def execute(root: Path, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
-    monkeypatch.setenv("BOTTLENECK_RESULTS", str(root))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
-    return nb
+    return execute_notebook(NOTEBOOK, root, monkeypatch)
 
 
-def outputs(nb: nbformat.NotebookNode) -> list:
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+outputs = notebook_outputs
 
 
 def text_of(nb: nbformat.NotebookNode) -> str:

@@ -9,10 +9,20 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from experiments.metrics import min_pair_l1, singular_values, spectral_metrics, weight_metrics
+from experiments.data import integers
+from experiments.metrics import (
+    DEAD_RELATIVE_STD,
+    activation_metrics,
+    min_pair_l1,
+    singular_values,
+    spectral_metrics,
+    weight_metrics,
+)
+from experiments.models import build_mlp
 from tests.numerics import U32, gamma
 
 pytestmark = pytest.mark.numerics  # rerun under every ATEN_CPU_CAPABILITY by `make test`
@@ -108,3 +118,71 @@ def test_conv_weights_are_reshaped_to_units_by_fan_in():
     assert flat.keys() == conv.keys()
     for k in flat:  # the same operations on the same values: equal by construction
         assert torch.equal(flat[k], conv[k]), k
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Activation metrics
+
+
+def brute_activation_metrics(A: np.ndarray) -> dict[str, float]:
+    """The definitions, one model at a time, with NumPy's corrcoef and eigvalsh (float64)."""
+    units = A.shape[1]
+    std = A.std(axis=0)
+    alive = ~(std <= DEAD_RELATIVE_STD * np.abs(A.mean(axis=0)))
+    live = A[:, alive]
+    out = {"act_dead_frac": 1 - alive.mean()}
+    if live.shape[1] >= 2:
+        r = np.abs(np.corrcoef(live, rowvar=False))
+        np.fill_diagonal(r, -1)
+        out["act_max_abs_corr"] = r.max()
+        out["act_mean_nn_abs_corr"] = r.max(axis=1).mean()
+    eig = np.clip(np.linalg.eigvalsh(np.cov(A, rowvar=False)), 0, None)[::-1]
+    p = eig / eig.sum()
+    nz = p[p > 0]
+    out["act_eff_rank_norm"] = np.exp(-(nz * np.log(nz)).sum()) / units
+    out["act_pc95_frac"] = (np.searchsorted(np.cumsum(p), 0.95) + 1) / units
+    return out
+
+
+def test_activation_metrics_match_their_definitions():
+    g = torch.Generator().manual_seed(3)
+    mix = torch.randn(4, 6, 6, generator=g)
+    A = torch.randn(4, 500, 6, generator=g, dtype=torch.float64) @ mix.double()  # correlated units
+    A[1, :, 2] = 0.0  # a dead ReLU unit
+    A[2, :, 4] = 3.5  # a constant (saturated) unit
+    out = activation_metrics(A.float())
+    for b in range(4):
+        ref = brute_activation_metrics(A[b].float().double().numpy())
+        for name, value in ref.items():
+            # Both sides in float64 from the same float32 values: sums of 500 x 6 terms, a few gamma apart.
+            assert out[name][b].item() == pytest.approx(value, rel=1e-9, abs=1e-12), (b, name)
+    assert out["act_dead_frac"].tolist() == [0.0, 1 / 6, 1 / 6, 0.0]
+
+
+def test_activation_metrics_without_two_live_units_are_nan_not_zero():
+    A = torch.zeros(2, 50, 3)
+    A[1, :, 0] = torch.linspace(0, 1, 50)  # one live unit
+    out = activation_metrics(A)
+    assert out["act_dead_frac"].tolist() == [1.0, 2 / 3]
+    assert torch.isnan(out["act_max_abs_corr"]).all() and torch.isnan(out["act_mean_nn_abs_corr"]).all()
+    assert torch.isnan(out["act_eff_rank_norm"][0]) and out["act_eff_rank_norm"][1].item() == pytest.approx(1 / 3)
+
+
+def test_linear_source_mlp_units_are_perfectly_correlated_at_every_width():
+    """In the source model (linear, one scalar input) every unit is a*x + b: |r| = 1 for every pair, a rank-one
+    covariance, whatever the width. Float32 rounding of an activation (backward-stable dot products of
+    fan_in + 1 terms: relative gamma(33) of the |terms|) adds noise delta <= gamma(33) * kappa times a unit's
+    spread, kappa = max|h| / std(h), and moves |r| away from 1 by O(delta^2) only."""
+    x = integers(100).x
+    for width in (4, 8, 32, 128):
+        model = build_mlp(width, [10000, 10001])
+        acts = model.activations(x)
+        for layer, A in acts.items():
+            out = activation_metrics(A)
+            kappa = (A.abs().amax(dim=1) / A.double().std(dim=1)).max().item()
+            bound = 4 * (gamma(33) * kappa) ** 2 + 2 * gamma(200, u=2.0**-53)
+            assert (1 - out["act_max_abs_corr"]).abs().max().item() <= bound, (width, layer)
+            assert (1 - out["act_mean_nn_abs_corr"]).abs().max().item() <= bound, (width, layer)
+            units = A.shape[-1]
+            assert out["act_pc95_frac"].tolist() == [1 / units] * 2
+            assert out["act_eff_rank_norm"].tolist() == pytest.approx([1 / units] * 2, rel=1e-6)
