@@ -4,9 +4,10 @@ Every figure function takes the tidy results frame and an output folder and retu
 wrote (PDF and PNG). Figures whose data are absent are skipped with a message, not faked.
 
 The figures live by topic: ``analysis.figures_mlp`` (figure 1, the source table; figures 2–7 and 3b,
-redundancy of the MLP family vs width), ``analysis.figures_conv`` (figures 8 and 8b, the conv family), and
-what they share (``STYLE``, ``save``, ``NoData``, ``sweep_experiments``, the width-sweep panels) in
-``analysis.plotting``. This module registers them in :data:`FIGURES` and re-exports their names, so
+redundancy of the MLP family vs width), ``analysis.figures_conv`` (figures 8 and 8b, the conv family),
+``analysis.figures_resnet`` (figure 10, ResNet blocks, and the blocks table), and what they share
+(``STYLE``, ``save``, ``NoData``, ``sweep_experiments``, the width-sweep panels) in ``analysis.plotting``.
+This module registers them in :data:`FIGURES` and re-exports their names, so
 ``from analysis.figures import fig2_min_pair_vs_width, NoData, sweep_experiments`` keeps working.
 """
 
@@ -31,6 +32,7 @@ from analysis.figures_mlp import (
     fig6_cos_heatmaps,
     fig7_spectra,
 )
+from analysis.figures_resnet import fig10_resnet_blocks_vs_params, write_blocks_table
 from analysis.load import DEFAULT_ROOT, ResultsError, load_runs, results_root
 from analysis.plotting import COLUMN_WIDTH, STYLE, NoData, save, sweep_experiments
 from analysis.stats import write_summary
@@ -40,6 +42,7 @@ __all__ = [
     "CONV_FIGURES",
     "FIGURES",
     "MLP_FIGURES",
+    "RESNET_FIGURES",
     "STYLE",
     "NoData",
     "build_all",
@@ -53,6 +56,7 @@ __all__ = [
     "fig7_spectra",
     "fig8_conv_redundancy_vs_width",
     "fig8b_conv_loss_vs_width",
+    "fig10_resnet_blocks_vs_params",
     "main",
     "save",
     "sweep_experiments",
@@ -77,7 +81,9 @@ CONV_FIGURES: dict[str, Figure] = {
     "fig8_conv_redundancy_vs_width": fig8_conv_redundancy_vs_width,
     "fig8b_conv_loss_vs_width": fig8b_conv_loss_vs_width,
 }
-FIGURES: dict[str, Figure] = {**MLP_FIGURES, **CONV_FIGURES}
+# Built from the ResNet sweeps (model == "resnet").
+RESNET_FIGURES: dict[str, Figure] = {"fig10_resnet_blocks_vs_params": fig10_resnet_blocks_vs_params}
+FIGURES: dict[str, Figure] = {**MLP_FIGURES, **CONV_FIGURES, **RESNET_FIGURES}
 
 
 def build_all(root: Path = DEFAULT_ROOT, out_dir: Path | None = None, on_error: str = "raise",
@@ -90,7 +96,7 @@ def build_all(root: Path = DEFAULT_ROOT, out_dir: Path | None = None, on_error: 
     df = load_runs(root, on_error=on_error)
     out_dir = out_dir or Path(root) / "figures"
     tables_dir = tables_dir or results_root(root) / "tables"
-    written: list[Path] = write_summary(df, tables_dir)
+    written: list[Path] = write_summary(df, tables_dir) + write_blocks_table(df, tables_dir)
     if written:
         log.info("summary table: %s", ", ".join(str(p) for p in written))
     for name, make in FIGURES.items():

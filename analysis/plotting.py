@@ -40,7 +40,7 @@ PALETTE = sns.color_palette("colorblind")
 C_TRAINED, C_INIT, C_NULL = PALETTE[0], PALETTE[1], "0.55"
 ACTIVATION_NAMES = {"none": "linear", "relu": "ReLU", "tanh": "tanh"}
 # What one unit of a layer is called on a width axis, per model family.
-UNIT_NAMES = {"mlp": "units", "conv": "channels"}
+UNIT_NAMES = {"mlp": "units", "conv": "channels", "resnet": "channels"}
 
 
 class NoData(LookupError):
@@ -87,7 +87,7 @@ def _experiments(df: pd.DataFrame, experiments: Sequence[str] | None, model: str
         family = set(df.loc[df["model"] == model, "experiment"])
         chosen = [e for e in experiments if e in family]
     if not chosen:
-        preset = {"mlp": "mlp_sweep", "conv": "conv_sweep"}.get(model, "<preset>")
+        preset = {"mlp": "mlp_sweep", "conv": "conv_sweep", "resnet": "resnet_sweep"}.get(model, "<preset>")
         raise NoData(f"no {model} experiment with a random null and several seeds per width "
                      f"(run e.g. python run.py -m experiment={preset})")
     return chosen

@@ -24,7 +24,7 @@ from analysis.load import DEFAULT_ROOT
 from analysis.tables import to_markdown
 
 # One summary row per combination of these columns.
-GROUP = ["experiment", "model", "activation", "protocol", "width", "layer", "metric"]
+GROUP = ["experiment", "model", "activation", "protocol", "block", "channels", "width", "layer", "metric"]
 # Unit indices, not measures: a mean or a CI of them means nothing.
 INDEX_METRICS = ("min_pair_i", "min_pair_j")
 N_BOOT = 2000
@@ -42,28 +42,48 @@ COLUMNS = [
 ]
 
 
+def _resampled_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, k) means of bootstrap resamples of the rows of ``values`` (n, k), all columns resampled with the
+    *same* row indices. The resamples come from one (n_boot, n) index matrix, with no Python loop over them."""
+    n = values.shape[0]
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    # How often each seed is drawn in each resample: the resample means are then one matrix product.
+    counts = np.bincount((np.arange(n_boot)[:, None] * n + idx).ravel(), minlength=n_boot * n)
+    return counts.reshape(n_boot, n) @ values / n
+
+
+def _as_columns(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    return values[:, None] if values.ndim == 1 else values
+
+
 def bootstrap_mean_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_SEED,
                       ci: float = CI) -> np.ndarray:
     """Percentile-bootstrap CI of the mean over axis 0, for every column of ``values`` at once.
 
     ``values`` is (n_seeds, k): the columns (e.g. initial, final, change) are resampled with the *same*
-    seed indices, so paired quantities stay paired. The resamples come from one (n_boot, n) index
-    matrix, with no Python loop over resamples; a fixed generator seed makes the table reproducible and
+    seed indices, so paired quantities stay paired. A fixed generator seed makes the table reproducible and
     independent of the order groups are visited in. Returns (2, k): lower and upper bounds; NaN for
     fewer than two seeds, where a resampling CI would be a meaningless zero-width interval.
     """
-    values = np.asarray(values, dtype=float)
-    if values.ndim == 1:
-        values = values[:, None]
-    n, k = values.shape
-    if n < 2:
-        return np.full((2, k), np.nan)
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    # How often each seed is drawn in each resample: the resample means are then one matrix product.
-    counts = np.bincount((np.arange(n_boot)[:, None] * n + idx).ravel(), minlength=n_boot * n)
-    means = counts.reshape(n_boot, n) @ values / n  # (n_boot, k)
+    values = _as_columns(values)
+    if values.shape[0] < 2:
+        return np.full((2, values.shape[1]), np.nan)
     tail = (100.0 - ci) / 2
-    return np.percentile(means, [tail, 100.0 - tail], axis=0)
+    return np.percentile(_resampled_means(values, n_boot, seed), [tail, 100.0 - tail], axis=0)
+
+
+def bootstrap_diff_ci(a: np.ndarray, b: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_SEED,
+                      ci: float = CI) -> np.ndarray:
+    """Percentile-bootstrap CI of mean(b) − mean(a) for two independent groups (unpaired: e.g. two model
+    families' seeds), each resampled on its own; columns as in :func:`bootstrap_mean_ci`. (2, k); NaN when
+    either group has fewer than two values."""
+    a, b = _as_columns(a), _as_columns(b)
+    if min(a.shape[0], b.shape[0]) < 2:
+        return np.full((2, a.shape[1]), np.nan)
+    diff = _resampled_means(b, n_boot, seed + 1) - _resampled_means(a, n_boot, seed)
+    tail = (100.0 - ci) / 2
+    return np.percentile(diff, [tail, 100.0 - tail], axis=0)
 
 
 def wilcoxon_p(changes: np.ndarray) -> float:

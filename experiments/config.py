@@ -43,6 +43,8 @@ class ModelConfig:
     hidden: int = 32           # mlp, conv: units/channels of the first layer
     activation: str = "none"   # mlp, conv: after `hidden` and `bottleneck`
     protocol: str = "source"   # mlp: the source's draw order or `clean`; other families: `clean`
+    block: str = "basic"       # resnet: `basic` (3x3, 3x3) or `bottleneck` (1x1, 3x3, 1x1) residual block
+    channels: int = 64         # resnet: C, the stem's and the block's outer channels
 
 
 @dataclass
@@ -60,6 +62,7 @@ class DataConfig:
 class OptimConfig:
     name: str = "adam"
     lr: float = 1e-3
+    batch_size: int = 0        # 0: full batch (one step per epoch); else mini-batches in a fixed shared order
 
 
 @dataclass
@@ -117,6 +120,14 @@ def validate(cfg: DictConfig | Config) -> None:
     _require(cfg.model.protocol == "clean" or cfg.model.name == "mlp", "model.protocol",
              f"'{cfg.model.protocol}' is the mlp's source draw order; model '{cfg.model.name}' takes 'clean'")
     _one_of(cfg.model.activation, "model.activation", ACTIVATIONS)
+    if cfg.model.name == "resnet":
+        from experiments.families import BLOCKS
+
+        _one_of(cfg.model.block, "model.block", BLOCKS)
+        _require(cfg.model.channels >= 1, "model.channels", f"must be >= 1, got {cfg.model.channels}")
+        _require(cfg.model.activation == "relu", "model.activation",
+                 f"resnet blocks use ReLU, got '{cfg.model.activation}'")
+    _require(cfg.optim.batch_size >= 0, "optim.batch_size", f"must be >= 0 (0: full batch), got {cfg.optim.batch_size}")
     _one_of(cfg.data.name, "data", tuple(DATA_INPUTS))
     if cfg.data.name == "integers":
         _require(cfg.data.n >= 1, "data.n", f"must be >= 1, got {cfg.data.n}")

@@ -67,7 +67,8 @@ def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame
     model = fam.build(cfg, seeds).to(device)
     log.info("run %s: %s width=%d seeds=%d..%d epochs=%d", rid, cfg.model.name, cfg.width, seeds[0], seeds[-1],
              cfg.epochs)
-    out = train(model, batches, task, seeds, cfg.epochs, cfg.optim.lr, C.log_every(cfg), cfg.progress)
+    out = train(model, batches, task, seeds, cfg.epochs, cfg.optim.lr, C.log_every(cfg), cfg.progress,
+                batch_size=cfg.optim.batch_size, batch_seed=cfg.data.split_seed)
     trained = out.rows.assign(kind="trained")
     t_null = time.perf_counter()
     null = null_rows(model.specs, cfg.null_samples, cfg.null_seed)
@@ -77,7 +78,7 @@ def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame
 
     frame = pd.concat([trained, null], ignore_index=True).assign(
         experiment=cfg.name, run_id=rid, model=cfg.model.name, protocol=cfg.model.protocol,
-        activation=cfg.model.activation, width=int(cfg.width))
+        activation=cfg.model.activation, width=int(cfg.width), **fam.columns(cfg))
     frame = frame[list(results.SCHEMA)]
     status = "diverged" if out.diverged else "completed"
     if out.diverged:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from experiments.ensemble import Ensemble, Replica
@@ -21,6 +22,7 @@ from experiments.models import build_mlp
 from experiments.tasks import TASKS
 
 ACTIVATION_MODULES: dict[str, Callable[[], nn.Module]] = {"none": nn.Identity, "relu": nn.ReLU, "tanh": nn.Tanh}
+BLOCKS = ("basic", "bottleneck")
 
 
 class ConvIdentity(Replica):
@@ -47,15 +49,71 @@ class ConvIdentity(Replica):
         return self.head(h)
 
 
+def _conv_bn(c_in: int, c_out: int, k: int) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
+    """A bias-free k x k convolution ("same" padding) and the BatchNorm after it, as in ResNets."""
+    return nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False), nn.BatchNorm2d(c_out)
+
+
+class DigitsResNet(Replica):
+    """A one-block ResNet classifier for 8x8 digits (He et al., "Deep Residual Learning for Image Recognition",
+    CVPR 2016, figure 5): stem, one residual block of inner width ``width``, global average pooling, a linear head.
+
+    - stem: 3x3 conv 1 -> C, BN, ReLU;
+    - ``block="basic"``: ``reduce`` 3x3 C -> w, BN, ReLU; ``expand`` 3x3 w -> C, BN;
+    - ``block="bottleneck"``: ``reduce`` 1x1 C -> w, BN, ReLU; ``middle`` 3x3 w -> w, BN, ReLU; ``expand``
+      1x1 w -> C, BN;
+    - identity shortcut, ReLU after the sum, global average pooling, ``fc`` Linear C -> 10.
+
+    The block's narrow layers are the ones whose outputs have w channels: ``reduce`` (both blocks) and
+    ``middle`` (the bottleneck's 3x3); their outputs, after BN and ReLU, get the activation metrics. Every
+    conv and the head get the weight metrics. Convolutions have no bias (the BN after each supplies it).
+    """
+
+    activation_layers = ("reduce", "middle")
+
+    def __init__(self, width: int, channels: int = 64, block: str = "basic", classes: int = 10) -> None:
+        super().__init__()
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
+        c, w = channels, width
+        self.block = block
+        self.stem, self.stem_bn = _conv_bn(1, c, 3)
+        if block == "basic":
+            self.reduce, self.reduce_bn = _conv_bn(c, w, 3)
+            self.expand, self.expand_bn = _conv_bn(w, c, 3)
+            self.weight_layers = ("stem", "reduce", "expand", "fc")
+            self.activation_layers = ("reduce",)
+        else:
+            self.reduce, self.reduce_bn = _conv_bn(c, w, 1)
+            self.middle, self.middle_bn = _conv_bn(w, w, 3)
+            self.expand, self.expand_bn = _conv_bn(w, c, 1)
+            self.weight_layers = ("stem", "reduce", "middle", "expand", "fc")
+        self.fc = nn.Linear(c, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.stem_bn(self.stem(x)))
+        z = self.record("reduce", F.relu(self.reduce_bn(self.reduce(h))))
+        if self.block == "bottleneck":
+            z = self.record("middle", F.relu(self.middle_bn(self.middle(z))))
+        h = F.relu(self.expand_bn(self.expand(z)) + h)
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+def _plain_columns(cfg) -> dict[str, object]:
+    """Families without residual blocks: ``block`` is "none", ``channels`` the first layer's units/channels."""
+    return {"block": "none", "channels": int(cfg.model.hidden)}
+
+
 @dataclass(frozen=True)
 class Family:
     """``build(cfg, seeds)`` returns the replicated model; ``inputs`` is ``vector`` or ``image``; ``task`` names
-    an ``experiments.tasks`` entry."""
+    an ``experiments.tasks`` entry; ``columns(cfg)`` gives the results rows' ``block`` and ``channels``."""
 
     name: str
     task: str
     inputs: str
     build: Callable[[object, Sequence[int]], nn.Module]
+    columns: Callable[[object], dict[str, object]] = _plain_columns
 
 
 def _mlp(cfg, seeds: Sequence[int]) -> nn.Module:
@@ -67,9 +125,19 @@ def _conv(cfg, seeds: Sequence[int]) -> nn.Module:
     return Ensemble(lambda: ConvIdentity(width, hidden, activation), seeds, cfg.ensemble)
 
 
+def _resnet(cfg, seeds: Sequence[int]) -> nn.Module:
+    width, channels, block = int(cfg.width), int(cfg.model.channels), str(cfg.model.block)
+    return Ensemble(lambda: DigitsResNet(width, channels, block), seeds, cfg.ensemble)
+
+
+def _resnet_columns(cfg) -> dict[str, object]:
+    return {"block": str(cfg.model.block), "channels": int(cfg.model.channels)}
+
+
 FAMILIES: dict[str, Family] = {
     "mlp": Family("mlp", "identity", "vector", _mlp),
     "conv": Family("conv", "identity", "image", _conv),
+    "resnet": Family("resnet", "classify", "image", _resnet, _resnet_columns),
 }
 # What each data set feeds a model (experiments.data.load).
 DATA_INPUTS = {"integers": "vector", "digits": "image"}

@@ -31,6 +31,8 @@ SCHEMA = {
     "kind": "str",
     "protocol": "str",
     "activation": "str",
+    "block": "str",
+    "channels": "int64",
     "width": "int64",
     "seed": "int64",
     "epoch": "int64",

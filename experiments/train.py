@@ -1,7 +1,10 @@
-"""Full-batch training of a replicated model, logging loss and weight metrics into tidy rows.
+"""Training of a replicated model (full batch, or mini-batches in a fixed order), logging loss and metrics
+into tidy rows.
 
 All replicates step together: the loss is the sum of the replicates' own mean losses, so each
-replicate's gradient is exactly its own, and Adam (element-wise) keeps them independent.
+replicate's gradient is exactly its own, and Adam (element-wise) keeps them independent. Mini-batches are
+drawn in an order fixed by ``batch_seed`` (not by the run's seed), the same for every replicate, so replicate
+r sees exactly the batches a solo run with seed ``seed + r`` sees.
 """
 
 from __future__ import annotations
@@ -116,16 +119,25 @@ def buffers_kept(model: torch.nn.Module):
                 b.copy_(old)
 
 
-def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: int, lr: float, log_every: int,
-          progress: bool | None = None) -> TrainResult:
-    """Train all replicates for ``epochs`` full-batch Adam steps on ``data.x`` towards ``task``'s targets.
+def trainable_parameters(model: torch.nn.Module) -> int:
+    """Trainable parameters of one replicate (every stacked parameter has the replicates on its first axis)."""
+    return sum(p[0].numel() for p in model.parameters_in_source_order() if p.requires_grad)
 
-    ``loss`` at epoch e is computed in epoch e's forward pass, before its update; at epoch 0 it is the
-    loss of the initial weights. At epoch 0, every ``log_every`` epochs and at the last, the rows get every
-    weight metric of every studied layer, the activation metrics of ``model.activation_layers`` on the
-    evaluation batch, and what ``task.evaluate`` reports (``eval_loss``, …), all describing the weights after
-    that epoch's update. A replicate whose loss turns non-finite is dropped from later rows; the run stops
-    when none is left.
+
+def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: int, lr: float, log_every: int,
+          progress: bool | None = None, batch_size: int = 0, batch_seed: int = 0) -> TrainResult:
+    """Train all replicates for ``epochs`` passes of Adam over ``data.x`` towards ``task``'s targets.
+
+    ``batch_size`` 0 (or >= the data) is full-batch training, one step per epoch, and ``loss`` at epoch e is
+    computed in epoch e's forward pass, before its update. Otherwise each epoch takes the mini-batches of a
+    permutation drawn from a generator seeded with ``batch_seed`` (the last batch may be smaller) and ``loss``
+    at epoch e is the mean over the epoch's examples of the training loss in its steps. At epoch 0 ``loss`` is
+    the loss of the initial weights on all of ``data.x``. At epoch 0, every ``log_every`` epochs and at the
+    last, the rows get every weight metric of every studied layer, the activation metrics of
+    ``model.activation_layers`` on the evaluation batch (in eval mode, as the model is evaluated: BatchNorm on
+    its running statistics), what ``task.evaluate`` reports (``eval_loss``, …) and ``params`` (trainable
+    parameters per replicate), all describing the weights after that epoch's update. A replicate whose loss
+    turns non-finite is dropped from later rows; the run stops when none is left.
     """
     seeds_np = np.asarray(seeds, dtype=np.int64)
     rows = RowBuffer()
@@ -134,6 +146,16 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
     opt = make_optimizer(model.parameters_in_source_order(), lr, len(seeds))
     alive = torch.ones(len(seeds), dtype=torch.bool)
     diverged: dict[int, int] = {}
+    n_params = trainable_parameters(model)
+    n = x.shape[0]
+    order = torch.Generator().manual_seed(batch_seed) if 0 < batch_size < n else None
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        losses = task.loss(model(xb), yb)
+        losses.sum().backward()
+        opt.step()
+        return losses.detach()
     metric_seconds = 0.0
 
     def log_metrics(epoch: int) -> None:
@@ -144,9 +166,16 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
         with torch.no_grad():
             for name, w in model.weights.items():
                 rows.add(epoch, name, weight_metrics(w.detach()[idx.to(w.device)]), seeds_alive)
-            for name, acts in model.activations(data.eval_x).items():
+            was_training = model.training
+            model.eval()
+            try:
+                activations = model.activations(data.eval_x)
+            finally:
+                model.train(was_training)
+            for name, acts in activations.items():
                 rows.add(epoch, name, activation_metrics(acts[idx.to(acts.device)]), seeds_alive)
             reported = task.evaluate(model, data)
+            reported["params"] = torch.full((len(seeds),), float(n_params))
             rows.add(epoch, "model", {k: v[idx.to(v.device)] for k, v in reported.items()}, seeds_alive)
         metric_seconds += time.perf_counter() - t0
 
@@ -159,10 +188,13 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
     bar = tqdm(range(1, epochs + 1), desc="epochs", unit="ep", leave=False, delay=3.0,
                disable=(not progress) if progress is not None else None)
     for epoch in bar:
-        opt.zero_grad(set_to_none=True)
-        losses = task.loss(model(x), y)
-        losses.sum().backward()
-        opt.step()
+        if order is None:
+            losses = step(x, y)
+        else:
+            losses = torch.zeros(len(seeds), dtype=x.dtype, device=x.device)
+            for batch in torch.randperm(n, generator=order).split(batch_size):
+                batch = batch.to(x.device)
+                losses += step(x[batch], y[batch]) * (len(batch) / n)
         finite = torch.isfinite(losses.detach()).cpu()
         rows.add(epoch, "model", {"loss": losses[alive.to(losses.device)]}, seeds_np[alive.numpy()])
         newly_dead = alive & ~finite

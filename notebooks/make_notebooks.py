@@ -97,7 +97,8 @@ NOTEBOOKS = {
             "table = summary(df[df.experiment.isin(EXPERIMENTS)])\n"
             "view = select(table, layer='bottleneck', widths=[8, 32, 128], experiments=EXPERIMENTS,\n"
             "              metrics=['min_pair_l1', 'mean_nn_l1', 'mean_nn_abs_cos', 'eff_rank_norm', 'stable_rank'])\n"
-            "display(Markdown(summary_markdown(view, drop=['model', 'protocol', 'layer', 'n_null'])))"),
+            "display(Markdown(summary_markdown(view, drop=['model', 'protocol', 'block', 'channels', 'layer',\n"
+            "                                             'n_null'])))"),
         new_markdown_cell(
             "## Figure 2: the source metric over many seeds\n\n"
             "Closest-pair distance of the bottleneck at init, after training, and for the random null; the "
@@ -126,7 +127,7 @@ NOTEBOOKS = {
     ],
     "03_conv_bottlenecks.ipynb": [
         new_markdown_cell(
-            "# Conv bottlenecks: redundancy vs width\n\n"
+            "# Conv bottlenecks: redundancy vs width, and ResNet blocks\n\n"
             "The same question with convolutions: Conv2d 1→32→w→1 (3×3 kernels, padding 1) learns to output "
             "its input, the 8×8 digits bundled with scikit-learn scaled to [0, 1]. The bottleneck is the "
             "32→w convolution; its units are its w output channels. Every width has many seeds, the same "
@@ -176,7 +177,8 @@ NOTEBOOKS = {
             "    table = summary(df[df.experiment.isin(EXPERIMENTS)])\n"
             "    view = select(table, layer='bottleneck', widths=[8, 32, 128], experiments=EXPERIMENTS,\n"
             "                  metrics=METRICS)\n"
-            "    display(Markdown(summary_markdown(view, drop=['model', 'protocol', 'layer', 'n_null'])))\n"
+            "    display(Markdown(summary_markdown(view, drop=['model', 'protocol', 'block', 'channels', 'layer',\n"
+            "                                                 'n_null'])))\n"
             "    # The loss spans orders of magnitude: three significant digits, not four decimals.\n"
             "    loss = select(table, layer='model', widths=[8, 32, 128], experiments=EXPERIMENTS,\n"
             "                  metrics=['loss', 'eval_loss'])\n"
@@ -198,6 +200,24 @@ NOTEBOOKS = {
             "Training and evaluation MSE vs width, after training (solid, 95% CI band) and at initialisation "
             "(dotted): a redundancy difference means little for a model that has not fitted the data."),
         new_code_cell("from analysis.figures import fig8b_conv_loss_vs_width\n\nshow(fig8b_conv_loss_vs_width)"),
+        new_markdown_cell(
+            "## ResNet blocks: basic vs bottleneck at matched parameter budgets (figure 10)\n\n"
+            "A digits classifier with one residual block of inner width w (`model=resnet`): basic (3×3 C→w, "
+            "3×3 w→C) or bottleneck (1×1 C→w, 3×3 w→w, 1×1 w→C), BN after every conv, identity shortcut. "
+            "Test accuracy (eval mode) and the redundancy of the block's narrow layers against trainable "
+            "parameters, both blocks on one axis. Produce the results with "
+            "`python run.py -m experiment=resnet_sweep`. The table lists every (block, width) by size."),
+        new_code_cell(
+            "from analysis.figures import fig10_resnet_blocks_vs_params\n"
+            "from analysis.figures_resnet import blocks_table\n"
+            "from analysis.tables import to_markdown\n\n"
+            "try:\n"
+            "    for path in fig10_resnet_blocks_vs_params(df, FIGURES):\n"
+            "        if path.suffix == '.png':\n"
+            "            display(Image(filename=str(path)))\n"
+            "    display(Markdown(to_markdown(blocks_table(df).set_index('experiment'))))\n"
+            "except NoData as why:\n"
+            "    print(f'fig10_resnet_blocks_vs_params skipped: {why}')"),
     ],
 }
 
