@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.arch_costs import write_tables as write_arch_tables
 from analysis.figures_conv import fig8_conv_redundancy_vs_width, fig8b_conv_loss_vs_width
 from analysis.figures_mlp import (
     fig1_source_table,
@@ -97,6 +98,7 @@ def build_all(root: Path = DEFAULT_ROOT, out_dir: Path | None = None, on_error: 
     out_dir = out_dir or Path(root) / "figures"
     tables_dir = tables_dir or results_root(root) / "tables"
     written: list[Path] = write_summary(df, tables_dir) + write_blocks_table(df, tables_dir)
+    written += write_arch_tables(tables_dir)  # counted on modules, independent of any run
     if written:
         log.info("summary table: %s", ", ".join(str(p) for p in written))
     for name, make in FIGURES.items():
