@@ -1,5 +1,6 @@
 # `make reproduce`: install into .venv and run every experiment (source sweep, the two 7-width x 100-seed
-# MLP presets, the two conv presets, the ResNet blocks), then every figure and table; prints the total time.
+# MLP presets, the two conv presets, the ResNet blocks, low-rank compression of those), then every figure
+# and table; prints the total time.
 # `make test`: install into .venv, lint, and run the whole test suite (what CI runs).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -24,6 +25,7 @@ reproduce: install
 	$(PY) run.py -m experiment=conv_sweep; \
 	$(PY) run.py -m experiment=conv_relu_sweep; \
 	$(PY) run.py -m experiment=resnet_sweep; \
+	$(PY) run.py experiment=compression; \
 	$(PY) -m analysis.figures; \
 	echo "make reproduce: experiments, figures and tables in $$(( $$(date +%s) - start )) s"
 

@@ -5,6 +5,7 @@ wrote (PDF and PNG). Figures whose data are absent are skipped with a message, n
 
 The figures live by topic: ``analysis.figures_mlp`` (figure 1, the source table; figures 2–7 and 3b,
 redundancy of the MLP family vs width), ``analysis.figures_conv`` (figures 8 and 8b, the conv family),
+``analysis.figures_compression`` (figure 9, low-rank compression, and its tables),
 ``analysis.figures_resnet`` (figure 10, ResNet blocks, and the blocks table), and what they share
 (``STYLE``, ``save``, ``NoData``, ``sweep_experiments``, the width-sweep panels) in ``analysis.plotting``.
 This module registers them in :data:`FIGURES` and re-exports their names, so
@@ -22,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.arch_costs import write_tables as write_arch_tables
+from analysis.figures_compression import fig9_compression, write_compression_tables
 from analysis.figures_conv import fig8_conv_redundancy_vs_width, fig8b_conv_loss_vs_width
 from analysis.figures_mlp import (
     fig1_source_table,
@@ -40,6 +42,7 @@ from analysis.stats import write_summary
 
 __all__ = [
     "COLUMN_WIDTH",
+    "COMPRESSION_FIGURES",
     "CONV_FIGURES",
     "FIGURES",
     "MLP_FIGURES",
@@ -57,6 +60,7 @@ __all__ = [
     "fig7_spectra",
     "fig8_conv_redundancy_vs_width",
     "fig8b_conv_loss_vs_width",
+    "fig9_compression",
     "fig10_resnet_blocks_vs_params",
     "main",
     "save",
@@ -82,9 +86,11 @@ CONV_FIGURES: dict[str, Figure] = {
     "fig8_conv_redundancy_vs_width": fig8_conv_redundancy_vs_width,
     "fig8b_conv_loss_vs_width": fig8b_conv_loss_vs_width,
 }
+# Built from the compression runs (kind == "compressed").
+COMPRESSION_FIGURES: dict[str, Figure] = {"fig9_compression": fig9_compression}
 # Built from the ResNet sweeps (model == "resnet").
 RESNET_FIGURES: dict[str, Figure] = {"fig10_resnet_blocks_vs_params": fig10_resnet_blocks_vs_params}
-FIGURES: dict[str, Figure] = {**MLP_FIGURES, **CONV_FIGURES, **RESNET_FIGURES}
+FIGURES: dict[str, Figure] = {**MLP_FIGURES, **CONV_FIGURES, **COMPRESSION_FIGURES, **RESNET_FIGURES}
 
 
 def build_all(root: Path = DEFAULT_ROOT, out_dir: Path | None = None, on_error: str = "raise",
@@ -98,6 +104,7 @@ def build_all(root: Path = DEFAULT_ROOT, out_dir: Path | None = None, on_error: 
     out_dir = out_dir or Path(root) / "figures"
     tables_dir = tables_dir or results_root(root) / "tables"
     written: list[Path] = write_summary(df, tables_dir) + write_blocks_table(df, tables_dir)
+    written += write_compression_tables(df, tables_dir)
     written += write_arch_tables(tables_dir)  # counted on modules, independent of any run
     if written:
         log.info("summary table: %s", ", ".join(str(p) for p in written))

@@ -66,6 +66,19 @@ class OptimConfig:
 
 
 @dataclass
+class CompressionConfig:
+    """``experiment=compression``: low-rank compression of trained runs (experiments/compression_run.py). A
+    config with ``sources`` is a compression run; every other experiment leaves them empty."""
+
+    sources: list[str] = field(default_factory=list)  # "<preset>[:<override>,<override>]", e.g. "conv_sweep:width=8"
+    keep_ratios: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    methods: list[str] = field(default_factory=lambda: ["alds", "uniform", "svd_energy", "best_k"])
+    replicates: int = 3                # the first replicates of each source run
+    finetune_epochs: int = 2           # 0: no fine-tune
+    finetune_ratios: list[float] = field(default_factory=lambda: [0.25, 0.5])  # keep ratios that get one
+
+
+@dataclass
 class Config:
     name: str = "source"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -80,6 +93,7 @@ class Config:
     null_seed: int = 0
     device: str = "cpu"
     ensemble: str = "loop"     # how non-MLP replicates run: a loop of native kernels, or torch.func.vmap
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
     results_dir: str = str(REPO_ROOT / "results")
     overwrite: bool = False
     progress: bool | None = None

@@ -45,6 +45,10 @@ def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame
     Returns the rows written (or the rows already on disk when a complete file exists and
     ``overwrite`` is false). Raises :class:`ConfigError` before touching the disk on bad input.
     """
+    if cfg.compression.sources:  # experiment=compression: compress trained runs instead of training one
+        from experiments.compression_run import run as run_compression
+
+        return run_compression(cfg, results_root)
     C.validate(cfg)
     device = resolve_device(cfg.device)
     root = Path(results_root if results_root is not None else cfg.results_dir)
@@ -78,7 +82,7 @@ def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame
 
     frame = pd.concat([trained, null], ignore_index=True).assign(
         experiment=cfg.name, run_id=rid, model=cfg.model.name, protocol=cfg.model.protocol,
-        activation=cfg.model.activation, width=int(cfg.width), **fam.columns(cfg))
+        activation=cfg.model.activation, width=int(cfg.width), **fam.columns(cfg), **results.NOT_COMPRESSED)
     frame = frame[list(results.SCHEMA)]
     status = "diverged" if out.diverged else "completed"
     if out.diverged:

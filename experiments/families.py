@@ -114,6 +114,7 @@ class Family:
     inputs: str
     build: Callable[[object, Sequence[int]], nn.Module]
     columns: Callable[[object], dict[str, object]] = _plain_columns
+    replica: Callable[[object], nn.Module] | None = None  # one replicate as a plain module (None: no such form)
 
 
 def _mlp(cfg, seeds: Sequence[int]) -> nn.Module:
@@ -136,8 +137,10 @@ def _resnet_columns(cfg) -> dict[str, object]:
 
 FAMILIES: dict[str, Family] = {
     "mlp": Family("mlp", "identity", "vector", _mlp),
-    "conv": Family("conv", "identity", "image", _conv),
-    "resnet": Family("resnet", "classify", "image", _resnet, _resnet_columns),
+    "conv": Family("conv", "identity", "image", _conv,
+                   replica=lambda cfg: ConvIdentity(int(cfg.width), int(cfg.model.hidden), str(cfg.model.activation))),
+    "resnet": Family("resnet", "classify", "image", _resnet, _resnet_columns,
+                     replica=lambda cfg: DigitsResNet(int(cfg.width), int(cfg.model.channels), str(cfg.model.block))),
 }
 # What each data set feeds a model (experiments.data.load).
 DATA_INPUTS = {"integers": "vector", "digits": "image"}

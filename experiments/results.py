@@ -39,7 +39,12 @@ SCHEMA = {
     "layer": "str",
     "metric": "str",
     "value": "float64",
+    "method": "str",           # compression runs: alds, uniform, svd_energy, best_k, none (uncompressed)
+    "keep_ratio": "float64",   # compression runs: target kept / original weights; 1.0 elsewhere
+    "stage": "str",            # compression runs: initial or final weights; "none" elsewhere
 }
+# What the compression columns hold in every other run.
+NOT_COMPRESSED = {"method": "none", "keep_ratio": 1.0, "stage": "none"}
 ARROW_SCHEMA = pa.schema([
     (name, pa.string() if dtype == "str" else pa.int64() if dtype == "int64" else pa.float64())
     for name, dtype in SCHEMA.items()

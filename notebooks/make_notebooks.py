@@ -219,6 +219,40 @@ NOTEBOOKS = {
             "except NoData as why:\n"
             "    print(f'fig10_resnet_blocks_vs_params skipped: {why}')"),
     ],
+    "04_low_rank_compression.ipynb": [
+        new_markdown_cell(
+            "# Low-rank compression (ALDS) of the trained models\n\n"
+            "A rank-j factorisation of a layer is a learned bottleneck; how far a trained layer can be factorised "
+            "at a given error is its redundancy measured another way. `experiment=compression` compresses the "
+            "first replicates of the conv identity runs and of both ResNet blocks, at a narrow and a wide width, "
+            "with ALDS (Liebenwein et al., NeurIPS 2021: per layer k channel groups, each a truncated SVD, k and "
+            "ranks chosen to minimise the largest relative error at a parameter budget) and three baselines, on "
+            "the trained and the initial weights. Produce the results with "
+            "`python run.py experiment=compression` (it trains its sources when they are missing); "
+            "`python -m analysis.figures` writes the same figure and tables."),
+        new_code_cell(SETUP),
+        new_code_cell(
+            "from analysis.figures import NoData, fig9_compression\n"
+            "from analysis.figures_compression import allocation_table, summary_table\n"
+            "from analysis.tables import to_markdown\n\n"
+            "try:\n"
+            "    for path in fig9_compression(df, FIGURES):\n"
+            "        if path.suffix == '.png':\n"
+            "            display(Image(filename=str(path)))\n"
+            "except NoData as why:\n"
+            "    print(f'fig9_compression skipped: {why}')"),
+        new_markdown_cell(
+            "## At keep ratios 0.25 and 0.5\n\n"
+            "Largest relative error and the task metric per method, trained (`final`) and `initial` weights "
+            "(the gap is what training changed about compressibility), and the per-layer allocations "
+            "(k groups × rank j) of the trained weights."),
+        new_code_cell(
+            "try:\n"
+            "    display(Markdown(to_markdown(summary_table(df).set_index('source'), '.4g')))\n"
+            "    display(Markdown(to_markdown(allocation_table(df).set_index('source'), '.3f')))\n"
+            "except NoData as why:\n"
+            "    print(f'tables skipped: {why}')"),
+    ],
 }
 
 
