@@ -7,12 +7,24 @@ them, which gives each replicate exactly its own gradient.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from experiments.data import Data
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """Run the block in eval mode (BatchNorm on its running statistics), then restore the model's mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def per_replicate_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -50,12 +62,8 @@ class Identity:
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, data: Data) -> dict[str, torch.Tensor]:
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             return {"eval_loss": per_replicate_mse(model(data.eval_x), data.eval_x)}
-        finally:
-            model.train(was_training)
 
 
 @dataclass(frozen=True)
@@ -78,15 +86,11 @@ class Classify:
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, data: Data) -> dict[str, torch.Tensor]:
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             test, train = model(data.eval_x), model(data.x)
             return {"eval_loss": per_replicate_cross_entropy(test, data.eval_labels),
                     "test_accuracy": accuracy(test, data.eval_labels),
                     "train_accuracy": accuracy(train, data.labels)}
-        finally:
-            model.train(was_training)
 
 
 TASKS = {"identity": Identity(), "classify": Classify()}

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from experiments.data import Data
 from experiments.metrics import activation_metrics, weight_metrics
+from experiments.tasks import eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +167,8 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
         with torch.no_grad():
             for name, w in model.weights.items():
                 rows.add(epoch, name, weight_metrics(w.detach()[idx.to(w.device)]), seeds_alive)
-            was_training = model.training
-            model.eval()
-            try:
+            with eval_mode(model):
                 activations = model.activations(data.eval_x)
-            finally:
-                model.train(was_training)
             for name, acts in activations.items():
                 rows.add(epoch, name, activation_metrics(acts[idx.to(acts.device)]), seeds_alive)
             reported = task.evaluate(model, data)

@@ -65,3 +65,8 @@ def execute_notebook(notebook: Path, root: Path, monkeypatch: pytest.MonkeyPatch
 
 def notebook_outputs(nb) -> list:
     return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+def notebook_text(nb) -> str:
+    """Everything a notebook printed or displayed as text or markdown, one string."""
+    return "\n".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "") for o in notebook_outputs(nb))

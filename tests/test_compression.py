@@ -223,13 +223,12 @@ def test_figure_9_tables_and_notebook(tiny_compression, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_notebook_04_executes(tiny_compression, monkeypatch):
     from experiments.config import REPO_ROOT
-    from tests.conftest import execute_notebook, notebook_outputs
+    from tests.conftest import execute_notebook, notebook_outputs, notebook_text
 
     root, _ = tiny_compression
     nb = execute_notebook(REPO_ROOT / "notebooks" / "04_low_rank_compression.ipynb", root, monkeypatch)
-    outputs = notebook_outputs(nb)
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert not [o for o in notebook_outputs(nb) if o.output_type == "error"]
+    text = notebook_text(nb)
     assert "skipped" not in text and "alds max error" in text
     assert (root / "figures" / "fig9_compression.png").exists()
 

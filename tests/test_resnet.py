@@ -282,13 +282,12 @@ def test_summary_separates_blocks(tiny_resnet_sweep):
 
 @pytest.mark.slow
 def test_notebook_03_shows_the_resnet_section(tiny_resnet_sweep, monkeypatch):
-    from tests.conftest import execute_notebook, notebook_outputs
+    from tests.conftest import execute_notebook, notebook_outputs, notebook_text
 
     root, _ = tiny_resnet_sweep
     nb = execute_notebook(REPO_ROOT / "notebooks" / "03_conv_bottlenecks.ipynb", root, monkeypatch)
-    outputs = notebook_outputs(nb)
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert not [o for o in notebook_outputs(nb) if o.output_type == "error"]
+    text = notebook_text(nb)
     assert "fig10_resnet_blocks_vs_params skipped" not in text
     assert "| resnet_sweep | " in text and "middle act_mean_nn_abs_corr" in text
     assert (root / "figures" / "fig10_resnet_blocks_vs_params.png").exists()
