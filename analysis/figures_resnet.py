@@ -18,7 +18,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from analysis.plotting import COLUMN_WIDTH, PALETTE, STYLE, NoData, _err, save, sweep_experiments
+from analysis.plotting import COLUMN_WIDTH, PALETTE, STYLE, NoData, _err, _experiments, save
 from analysis.stats import bootstrap_diff_ci, summary
 from analysis.tables import final_epoch, to_markdown
 
@@ -41,12 +41,7 @@ PANELS = [
 
 
 def resnet_experiments(df: pd.DataFrame, experiments: Sequence[str] | None = None) -> list[str]:
-    chosen = sweep_experiments(df, model=MODEL) if experiments is None else \
-        [e for e in experiments if e in set(df.loc[df["model"] == MODEL, "experiment"])]
-    if not chosen:
-        raise NoData("no resnet experiment with a random null and several seeds per width "
-                     "(run e.g. python run.py -m experiment=resnet_sweep)")
-    return chosen
+    return _experiments(df, experiments, model=MODEL)
 
 
 def resnet_table(df: pd.DataFrame, experiments: Sequence[str]) -> pd.DataFrame:

@@ -36,7 +36,7 @@ from experiments import compression as Z
 from experiments import config as C
 from experiments import data, results
 from experiments.families import FAMILIES, family, task_of
-from experiments.tasks import accuracy
+from experiments.train import make_optimizer, minibatches
 
 log = logging.getLogger(__name__)
 NAME = "compression"
@@ -96,28 +96,21 @@ class Solo(nn.Module):
         return self.module(x).unsqueeze(0)
 
 
-@torch.no_grad()
 def evaluate(module: nn.Module, task, batches: data.Data) -> dict[str, float]:
-    """The task's loss on the held-out batch (``eval_loss``) and, for classifiers, ``test_accuracy``: one forward
-    pass in eval mode (the training-set accuracy that training logs is left out here, to halve the cost)."""
-    module.eval()
-    out = Solo(module)(batches.eval_x)
-    target = task.targets(batches)[1]
-    measured = {"eval_loss": float(task.loss(out, target)[0])}
-    if batches.eval_labels is not None and out.dim() == 3:
-        measured["test_accuracy"] = float(accuracy(out, batches.eval_labels)[0])
-    return measured
+    """``task.evaluate`` of one module on the held-out batch (``eval_loss``, ``test_accuracy`` for classifiers),
+    without the training-set accuracy that training logs, to halve the cost."""
+    return {k: float(v[0]) for k, v in task.evaluate(Solo(module), batches, train_accuracy=False).items()}
 
 
 def finetune(module: nn.Module, task, batches: data.Data, src: DictConfig, epochs: int) -> nn.Module:
-    """``epochs`` epochs of the source's optimiser settings (Adam, its lr and batch size and batch order)."""
+    """``epochs`` epochs of the source's optimiser settings (Adam, its lr, batch size and batch order, as
+    ``experiments.train.train`` draws them)."""
     model = Solo(module).train()
     x, y = batches.x, task.targets(batches)[0]
-    opt = torch.optim.Adam(model.parameters(), lr=float(src.optim.lr))
-    n, size = x.shape[0], int(src.optim.batch_size) or x.shape[0]
+    opt = make_optimizer(list(model.parameters()), float(src.optim.lr), 1)
     order = torch.Generator().manual_seed(int(src.data.split_seed))
     for _ in range(epochs):
-        for idx in torch.randperm(n, generator=order).split(size):
+        for idx in minibatches(x.shape[0], int(src.optim.batch_size), order) or [slice(None)]:
             opt.zero_grad(set_to_none=True)
             task.loss(model(x[idx]), y[idx]).sum().backward()
             opt.step()

@@ -120,6 +120,14 @@ def buffers_kept(model: torch.nn.Module):
                 b.copy_(old)
 
 
+def minibatches(n: int, batch_size: int, order: torch.Generator) -> list[torch.Tensor] | None:
+    """One epoch's example indices: a permutation drawn from ``order`` split into batches of ``batch_size`` (the
+    last may be smaller); None for full-batch training (``batch_size`` 0 or >= n), which draws nothing."""
+    if not 0 < batch_size < n:
+        return None
+    return list(torch.randperm(n, generator=order).split(batch_size))
+
+
 def trainable_parameters(model: torch.nn.Module) -> int:
     """Trainable parameters of one replicate (every stacked parameter has the replicates on its first axis)."""
     return sum(p[0].numel() for p in model.parameters_in_source_order() if p.requires_grad)
@@ -149,7 +157,7 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
     diverged: dict[int, int] = {}
     n_params = trainable_parameters(model)
     n = x.shape[0]
-    order = torch.Generator().manual_seed(batch_seed) if 0 < batch_size < n else None
+    order = torch.Generator().manual_seed(batch_seed)
 
     def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
@@ -185,11 +193,12 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
     bar = tqdm(range(1, epochs + 1), desc="epochs", unit="ep", leave=False, delay=3.0,
                disable=(not progress) if progress is not None else None)
     for epoch in bar:
-        if order is None:
+        batches = minibatches(n, batch_size, order)
+        if batches is None:
             losses = step(x, y)
         else:
             losses = torch.zeros(len(seeds), dtype=x.dtype, device=x.device)
-            for batch in torch.randperm(n, generator=order).split(batch_size):
+            for batch in batches:
                 batch = batch.to(x.device)
                 losses += step(x[batch], y[batch]) * (len(batch) / n)
         finite = torch.isfinite(losses.detach()).cpu()
