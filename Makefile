@@ -1,6 +1,6 @@
 # `make reproduce`: install into .venv and run every experiment (source sweep, the two 7-width x 100-seed
-# MLP presets, the two conv presets, the ResNet blocks, low-rank compression of those), then every figure
-# and table; prints the total time.
+# MLP presets, the two conv presets, the ResNet blocks, the MNIST-1D baselines, classifiers, autoencoders and
+# 1-D ResNet blocks, low-rank compression), then every figure and table; prints the total time.
 # `make test`: install into .venv, lint, and run the whole test suite (what CI runs).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -25,6 +25,11 @@ reproduce: install
 	$(PY) run.py -m experiment=conv_sweep; \
 	$(PY) run.py -m experiment=conv_relu_sweep; \
 	$(PY) run.py -m experiment=resnet_sweep; \
+	$(PY) run.py -m experiment=mnist1d_baselines; \
+	$(PY) run.py -m experiment=mnist1d_mlp_sweep; \
+	$(PY) run.py -m experiment=mnist1d_cnn_sweep; \
+	$(PY) run.py -m experiment=autoencoder_sweep; \
+	$(PY) run.py -m experiment=mnist1d_resnet_sweep; \
 	$(PY) run.py experiment=compression; \
 	$(PY) -m analysis.figures; \
 	echo "make reproduce: experiments, figures and tables in $$(( $$(date +%s) - start )) s"
@@ -37,16 +42,20 @@ lint: install
 
 # The whole suite on this CPU's kernels, then the float32 numerics tests (marker `numerics`) once more under
 # every other ATEN_CPU_CAPABILITY the CPU supports, so that a tolerance that only holds for one kernel fails here.
+# Two pytest-xdist workers (one torch thread each, tests/conftest.py), a test file per worker at a time so that
+# module fixtures are built once: most tests wait on process start-up, which two workers overlap.
+PYTEST := MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist loadfile
 test: lint
-	MPLBACKEND=Agg $(PY) -m pytest
+	$(PYTEST)
 	@for cap in $$(env -u ATEN_CPU_CAPABILITY $(PY) scripts/cpu_capabilities.py --others-than "$$ATEN_CPU_CAPABILITY"); do \
 	  echo "== numerics tests under ATEN_CPU_CAPABILITY=$$cap"; \
-	  ATEN_CPU_CAPABILITY=$$cap MPLBACKEND=Agg $(PY) -m pytest -q -m numerics || exit 1; \
+	  ATEN_CPU_CAPABILITY=$$cap $(PYTEST) -q -m numerics || exit 1; \
 	done
 
 benchmark: install
 	$(PY) benchmarks/sweep_throughput.py
 	$(PY) benchmarks/conv_ensemble.py
+	$(PY) benchmarks/mnist1d_replicates.py
 
 clean:
 	rm -rf results/runs results/weights results/logs

@@ -6,7 +6,8 @@ wrote (PDF and PNG). Figures whose data are absent are skipped with a message, n
 The figures live by topic: ``analysis.figures_mlp`` (figure 1, the source table; figures 2–7 and 3b,
 redundancy of the MLP family vs width), ``analysis.figures_conv`` (figures 8 and 8b, the conv family),
 ``analysis.figures_compression`` (figure 9, low-rank compression, and its tables),
-``analysis.figures_resnet`` (figure 10, ResNet blocks, and the blocks table), and what they share
+``analysis.figures_resnet`` (figure 10, ResNet blocks, and the blocks table), ``analysis.figures_mnist1d``
+(figures 11–13, the MNIST-1D families and autoencoders, the baselines and 1-D blocks tables), and what they share
 (``STYLE``, ``save``, ``NoData``, ``sweep_experiments``, the width-sweep panels) in ``analysis.plotting``.
 This module registers them in :data:`FIGURES` and re-exports their names, so
 ``from analysis.figures import fig2_min_pair_vs_width, NoData, sweep_experiments`` keeps working.
@@ -35,8 +36,14 @@ from analysis.figures_mlp import (
     fig6_cos_heatmaps,
     fig7_spectra,
 )
+from analysis.figures_mnist1d import (
+    fig11_mnist1d_redundancy_vs_width,
+    fig12_mnist1d_task_vs_width,
+    fig13_mnist1d_resnet_blocks,
+    write_mnist1d_tables,
+)
 from analysis.figures_resnet import fig10_resnet_blocks_vs_params, write_blocks_table
-from analysis.load import DEFAULT_ROOT, ResultsError, load_runs, results_root
+from analysis.load import DEFAULT_ROOT, ResultsError, compact, load_runs, results_root
 from analysis.plotting import COLUMN_WIDTH, STYLE, NoData, save, sweep_experiments
 from analysis.stats import write_summary
 
@@ -46,6 +53,7 @@ __all__ = [
     "CONV_FIGURES",
     "FIGURES",
     "MLP_FIGURES",
+    "MNIST1D_FIGURES",
     "RESNET_FIGURES",
     "STYLE",
     "NoData",
@@ -62,6 +70,9 @@ __all__ = [
     "fig8b_conv_loss_vs_width",
     "fig9_compression",
     "fig10_resnet_blocks_vs_params",
+    "fig11_mnist1d_redundancy_vs_width",
+    "fig12_mnist1d_task_vs_width",
+    "fig13_mnist1d_resnet_blocks",
     "main",
     "save",
     "sweep_experiments",
@@ -90,21 +101,31 @@ CONV_FIGURES: dict[str, Figure] = {
 COMPRESSION_FIGURES: dict[str, Figure] = {"fig9_compression": fig9_compression}
 # Built from the ResNet sweeps (model == "resnet").
 RESNET_FIGURES: dict[str, Figure] = {"fig10_resnet_blocks_vs_params": fig10_resnet_blocks_vs_params}
-FIGURES: dict[str, Figure] = {**MLP_FIGURES, **CONV_FIGURES, **COMPRESSION_FIGURES, **RESNET_FIGURES}
+# Built from the MNIST-1D families and the autoencoders (models mlp_classifier, cnn1d, autoencoder, resnet1d; the
+# reference lines of figure 12 from mnist1d_baselines).
+MNIST1D_FIGURES: dict[str, Figure] = {
+    "fig11_mnist1d_redundancy_vs_width": fig11_mnist1d_redundancy_vs_width,
+    "fig12_mnist1d_task_vs_width": fig12_mnist1d_task_vs_width,
+    "fig13_mnist1d_resnet_blocks": fig13_mnist1d_resnet_blocks,
+}
+FIGURES: dict[str, Figure] = {**MLP_FIGURES, **CONV_FIGURES, **COMPRESSION_FIGURES, **RESNET_FIGURES,
+                              **MNIST1D_FIGURES}
 
 
 def build_all(root: Path = DEFAULT_ROOT, out_dir: Path | None = None, on_error: str = "raise",
               tables_dir: Path | None = None) -> list[Path]:
     """Rebuild every figure and the summary table the results under ``root`` support; returns the files written.
 
-    The summary of every metric (``analysis.stats.write_summary``) goes to ``tables_dir``, by default
+    The summary of every metric (``analysis.stats.write_summary``) and the family tables (ResNet blocks,
+    compression, MNIST-1D baselines and 1-D blocks, architecture costs) go to ``tables_dir``, by default
     ``<results root>/tables`` next to ``<results root>/figures``; nothing is written when there are no runs.
     """
-    df = load_runs(root, on_error=on_error)
+    df = compact(load_runs(root, on_error=on_error))
     out_dir = out_dir or Path(root) / "figures"
     tables_dir = tables_dir or results_root(root) / "tables"
     written: list[Path] = write_summary(df, tables_dir) + write_blocks_table(df, tables_dir)
     written += write_compression_tables(df, tables_dir)
+    written += write_mnist1d_tables(df, tables_dir)  # mnist1d_baselines, mnist1d_resnet_{blocks,matched}
     written += write_arch_tables(tables_dir)  # counted on modules, independent of any run
     if written:
         log.info("summary table: %s", ", ".join(str(p) for p in written))

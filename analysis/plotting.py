@@ -1,7 +1,9 @@
 """What every figure shares: paper styling, saving, choosing the experiments, and the width-sweep panels.
 
-The figures themselves live by topic in ``analysis.figures_mlp`` (figures 1–7 and 3b, the MLP family) and
-``analysis.figures_conv`` (figures 8 and 8b, the conv family); ``analysis.figures`` registers them all. The
+The figures themselves live by topic in ``analysis.figures_mlp`` (figures 1–7 and 3b, the MLP family),
+``analysis.figures_conv`` (figures 8 and 8b, the conv family), ``analysis.figures_resnet`` (figure 10) and
+``analysis.figures_mnist1d`` (figures 11–13, the MNIST-1D families and autoencoders); ``analysis.figures``
+registers them all. The
 underscored helpers here are shared by those modules, not an API of their own.
 """
 
@@ -40,7 +42,12 @@ PALETTE = sns.color_palette("colorblind")
 C_TRAINED, C_INIT, C_NULL = PALETTE[0], PALETTE[1], "0.55"
 ACTIVATION_NAMES = {"none": "linear", "relu": "ReLU", "tanh": "tanh"}
 # What one unit of a layer is called on a width axis, per model family.
-UNIT_NAMES = {"mlp": "units", "conv": "channels", "resnet": "channels"}
+UNIT_NAMES = {"mlp": "units", "conv": "channels", "resnet": "channels", "mlp_classifier": "units",
+              "autoencoder": "units", "cnn1d": "channels", "resnet1d": "channels"}
+# The preset that makes a family's sweep, named when a figure has no data for that family.
+SWEEP_PRESETS = {"mlp": "mlp_sweep", "conv": "conv_sweep", "resnet": "resnet_sweep",
+                 "mlp_classifier": "mnist1d_mlp_sweep", "cnn1d": "mnist1d_cnn_sweep",
+                 "autoencoder": "autoencoder_sweep", "resnet1d": "mnist1d_resnet_sweep"}
 
 
 class NoData(LookupError):
@@ -87,7 +94,7 @@ def _experiments(df: pd.DataFrame, experiments: Sequence[str] | None, model: str
         family = set(df.loc[df["model"] == model, "experiment"])
         chosen = [e for e in experiments if e in family]
     if not chosen:
-        preset = {"mlp": "mlp_sweep", "conv": "conv_sweep", "resnet": "resnet_sweep"}.get(model, "<preset>")
+        preset = SWEEP_PRESETS.get(model, "<preset>")
         raise NoData(f"no {model} experiment with a random null and several seeds per width "
                      f"(run e.g. python run.py -m experiment={preset})")
     return chosen

@@ -24,7 +24,7 @@ from analysis.load import DEFAULT_ROOT
 from analysis.tables import to_markdown
 
 # One summary row per combination of these columns.
-GROUP = ["experiment", "model", "activation", "protocol", "block", "channels", "width", "layer", "metric"]
+GROUP = ["experiment", "model", "activation", "protocol", "data", "block", "channels", "width", "layer", "metric"]
 # Unit indices, not measures: a mean or a CI of them means nothing.
 INDEX_METRICS = ("min_pair_i", "min_pair_j")
 N_BOOT = 2000

@@ -22,7 +22,7 @@ def source_table(df: pd.DataFrame, experiment: str = "source") -> pd.DataFrame:
     """Figure/table 1: this repository's seed-10000 values next to the printed ones, per source width."""
     rows = final_epoch(df[(df["experiment"] == experiment) & (df["seed"] == SOURCE_SEED)])
     wanted = ["model/loss", "bottleneck/min_pair_l1", "bottleneck/min_pair_i", "bottleneck/min_pair_j"]
-    rows = rows[(rows["layer"] + "/" + rows["metric"]).isin(wanted)]
+    rows = rows[(rows["layer"].astype(str) + "/" + rows["metric"].astype(str)).isin(wanted)]
     ours = rows.pivot_table(index="width", columns="metric", values="value", aggfunc="first")
     ours = ours.reindex(index=SOURCE_PRINTED.index, columns=[w.split("/")[1] for w in wanted])
     table = pd.DataFrame({

@@ -35,7 +35,7 @@ from torch import nn
 from experiments import compression as Z
 from experiments import config as C
 from experiments import data, results
-from experiments.families import FAMILIES, family, task_of
+from experiments.families import FAMILIES, family, run_columns, task_of
 from experiments.train import make_optimizer, minibatches
 
 log = logging.getLogger(__name__)
@@ -202,9 +202,7 @@ def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame
                 module = _load_replica(src, tensors, stage, r).to(memory_format=torch.channels_last)
                 rows = pd.DataFrame(compress_replicate(src, module, batches, cfg.compression, stage))
                 frames.append(rows.assign(seed=int(seeds[r]), epoch=epoch, stage=stage, experiment=cfg.name,
-                                          run_id=rid, model=src.model.name, kind="compressed",
-                                          protocol=src.model.protocol, activation=src.model.activation,
-                                          width=int(src.width), **family(src.model.name).columns(src)))
+                                          run_id=rid, kind="compressed", **run_columns(src)))
         log.info("compressed %s: %d replicate(s) x 2 stages in %.1fs", spec, n, time.perf_counter() - t_src)
     frame = pd.concat(frames, ignore_index=True)[list(results.SCHEMA)]
     wall = time.perf_counter() - t0

@@ -25,10 +25,11 @@ OPTIMIZERS = ("adam",)
 PROTOCOLS = ("source", "clean")
 ACTIVATIONS = ("none", "relu", "tanh")
 DEVICES = ("cpu", "cuda", "auto")
-ENSEMBLE_MODES = ("loop", "vmap")
+ENSEMBLE_MODES = ("auto", "loop", "vmap", "stack")
 
 # Keys that say where or how a run is executed, not what it computes: they stay out of the run id.
 RUN_ID_EXCLUDED = ("results_dir", "overwrite", "progress", "threads")
+RUN_ID_EXCLUDED_DATA = ("cache_dir",)  # data.cache_dir: where generated data sets are cached
 
 
 class ConfigError(ValueError):
@@ -43,8 +44,9 @@ class ModelConfig:
     hidden: int = 32           # mlp, conv: units/channels of the first layer
     activation: str = "none"   # mlp, conv: after `hidden` and `bottleneck`
     protocol: str = "source"   # mlp: the source's draw order or `clean`; other families: `clean`
-    block: str = "basic"       # resnet: `basic` (3x3, 3x3) or `bottleneck` (1x1, 3x3, 1x1) residual block
-    channels: int = 64         # resnet: C, the stem's and the block's outer channels
+    block: str = "basic"       # resnet, resnet1d: `basic` (3x3, 3x3) or `bottleneck` (1x1, 3x3, 1x1) residual block
+    channels: int = 64         # resnet, resnet1d: C, the stem's and the block's outer channels; cnn1d: its channels
+    input_dim: int | None = None  # autoencoder (and the MNIST-1D MLPs): D, features per example; null: the data's
 
 
 @dataclass
@@ -55,7 +57,8 @@ class DataConfig:
     n: int = 100               # integers: 0..n-1
     n_train: int = 1000        # digits: training images
     n_eval: int = 500          # digits: held-out evaluation images
-    split_seed: int = 0        # digits: the fixed split (independent of the run's seed)
+    split_seed: int = 0        # digits: the fixed split (independent of the run's seed); every data set: batch order
+    cache_dir: str = str(REPO_ROOT / "results" / "cache")  # mnist1d: where the generated arrays are cached
 
 
 @dataclass
@@ -92,7 +95,7 @@ class Config:
     null_samples: int = 1000
     null_seed: int = 0
     device: str = "cpu"
-    ensemble: str = "loop"     # how non-MLP replicates run: a loop of native kernels, or torch.func.vmap
+    ensemble: str = "auto"     # how non-MLP replicates run: auto (the family's own), loop, vmap or stack
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     results_dir: str = str(REPO_ROOT / "results")
     overwrite: bool = False
@@ -118,8 +121,8 @@ def _one_of(value: Any, key: str, allowed: tuple[str, ...]) -> None:
 
 def validate(cfg: DictConfig | Config) -> None:
     """Reject values that compose but make no sense, with a one-line message naming the key."""
-    from experiments.data import DIGITS_IMAGES
-    from experiments.families import DATA_INPUTS, FAMILIES
+    from experiments.data import DIGITS_IMAGES, INPUT_KINDS, MNIST1D_TEST, MNIST1D_TRAIN, features
+    from experiments.families import FAMILIES, input_dim
 
     _require(cfg.width >= 1, "width", f"must be a positive integer, got {cfg.width}")
     _require(cfg.epochs >= 0, "epochs", f"must be >= 0, got {cfg.epochs}")
@@ -130,19 +133,18 @@ def validate(cfg: DictConfig | Config) -> None:
     _require(cfg.model.hidden >= 1, "model.hidden", f"must be >= 1, got {cfg.model.hidden}")
     _require(cfg.threads is None or cfg.threads >= 1, "threads", f"must be >= 1, got {cfg.threads}")
     _one_of(cfg.model.name, "model", tuple(FAMILIES))
+    fam = FAMILIES[cfg.model.name]
     _one_of(cfg.model.protocol, "model.protocol", PROTOCOLS)
     _require(cfg.model.protocol == "clean" or cfg.model.name == "mlp", "model.protocol",
              f"'{cfg.model.protocol}' is the mlp's source draw order; model '{cfg.model.name}' takes 'clean'")
     _one_of(cfg.model.activation, "model.activation", ACTIVATIONS)
-    if cfg.model.name == "resnet":
-        from experiments.families import BLOCKS
-
-        _one_of(cfg.model.block, "model.block", BLOCKS)
-        _require(cfg.model.channels >= 1, "model.channels", f"must be >= 1, got {cfg.model.channels}")
-        _require(cfg.model.activation == "relu", "model.activation",
-                 f"resnet blocks use ReLU, got '{cfg.model.activation}'")
+    _require(cfg.model.activation in fam.activations, "model.activation",
+             f"model '{cfg.model.name}' uses {' or '.join(fam.activations)}, got '{cfg.model.activation}'")
+    if fam.blocks:
+        _one_of(cfg.model.block, "model.block", fam.blocks)
+    _require(cfg.model.channels >= 1, "model.channels", f"must be >= 1, got {cfg.model.channels}")
     _require(cfg.optim.batch_size >= 0, "optim.batch_size", f"must be >= 0 (0: full batch), got {cfg.optim.batch_size}")
-    _one_of(cfg.data.name, "data", tuple(DATA_INPUTS))
+    _one_of(cfg.data.name, "data", tuple(INPUT_KINDS))
     if cfg.data.name == "integers":
         _require(cfg.data.n >= 1, "data.n", f"must be >= 1, got {cfg.data.n}")
     if cfg.data.name == "digits":
@@ -151,12 +153,27 @@ def validate(cfg: DictConfig | Config) -> None:
         _require(cfg.data.n_train + cfg.data.n_eval <= DIGITS_IMAGES, "data.n_train",
                  f"n_train + n_eval must be <= {DIGITS_IMAGES} digits images, got "
                  f"{cfg.data.n_train} + {cfg.data.n_eval}")
-    needs, gets = FAMILIES[cfg.model.name].inputs, DATA_INPUTS[cfg.data.name]
-    _require(needs == gets, "data",
-             f"model '{cfg.model.name}' takes {needs} inputs, data '{cfg.data.name}' gives {gets} inputs")
+    if cfg.data.name == "mnist1d":
+        _require(1 <= cfg.data.n_train <= MNIST1D_TRAIN, "data.n_train",
+                 f"must be in 1..{MNIST1D_TRAIN} (MNIST-1D's training signals), got {cfg.data.n_train}")
+        _require(2 <= cfg.data.n_eval <= MNIST1D_TEST, "data.n_eval",
+                 f"must be in 2..{MNIST1D_TEST} (MNIST-1D's test signals), got {cfg.data.n_eval}")
+    gets = INPUT_KINDS[cfg.data.name]
+    _require(gets in fam.inputs, "data",
+             f"model '{cfg.model.name}' takes {' or '.join(fam.inputs)} inputs, data '{cfg.data.name}' gives "
+             f"{gets} inputs")
+    if cfg.model.get("input_dim") is not None:
+        _require(input_dim(cfg) == features(cfg.data), "model.input_dim",
+                 f"{cfg.model.input_dim} does not match data '{cfg.data.name}' ({features(cfg.data)} features "
+                 "per example; null takes the data's)")
     _one_of(cfg.optim.name, "optim", OPTIMIZERS)
     _one_of(cfg.device, "device", DEVICES)
     _one_of(cfg.ensemble, "ensemble", ENSEMBLE_MODES)
+    if fam.stacked is None:
+        mode = fam.mode(cfg)
+        _require(mode != "stack" or fam.ensemble == "stack", "ensemble",
+                 f"'stack' needs a family built from experiments.layers; model '{cfg.model.name}' runs 'loop' or "
+                 "'vmap'")
 
 
 def log_every(cfg: DictConfig | Config) -> int:
@@ -174,6 +191,8 @@ def experiment_dict(cfg: DictConfig | Config) -> dict[str, Any]:
     data.pop("hydra", None)
     for key in RUN_ID_EXCLUDED:
         data.pop(key, None)
+    for key in RUN_ID_EXCLUDED_DATA:
+        data.get("data", {}).pop(key, None)
     return data
 
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import config as C
 from experiments import data, results
-from experiments.families import family, task_of
+from experiments.families import family, run_columns, task_of
 from experiments.nulls import activation_null_rows, null_rows
 from experiments.train import train
 
@@ -81,8 +81,7 @@ def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame
     null_seconds = time.perf_counter() - t_null
 
     frame = pd.concat([trained, null], ignore_index=True).assign(
-        experiment=cfg.name, run_id=rid, model=cfg.model.name, protocol=cfg.model.protocol,
-        activation=cfg.model.activation, width=int(cfg.width), **fam.columns(cfg), **results.NOT_COMPRESSED)
+        experiment=cfg.name, run_id=rid, **run_columns(cfg), **results.NOT_COMPRESSED)
     frame = frame[list(results.SCHEMA)]
     status = "diverged" if out.diverged else "completed"
     if out.diverged:

@@ -31,6 +31,7 @@ SCHEMA = {
     "kind": "str",
     "protocol": "str",
     "activation": "str",
+    "data": "str",             # the data set (integers, digits, mnist1d)
     "block": "str",
     "channels": "int64",
     "width": "int64",
@@ -97,7 +98,7 @@ def is_complete(path: Path) -> bool:
     return path.exists() and read_status(path) in COMPLETE_STATUSES
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through a hidden temporary file in the same folder, then rename over the target.
 
     A killed job leaves at most a dot-file that readers ignore, never a truncated ``.parquet``.
@@ -124,12 +125,12 @@ def remove_stale_temporaries(path: Path) -> None:
 def write_results(frame: pd.DataFrame, path: Path, meta: dict[str, str]) -> None:
     table = pa.Table.from_pandas(frame[list(SCHEMA)], schema=ARROW_SCHEMA, preserve_index=False)
     table = table.replace_schema_metadata({k: str(v) for k, v in meta.items()})
-    _atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def write_weights(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    _atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=meta))
+    atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=meta))
 
 
 def metadata(config_yaml: str, wall_seconds: float, status: str, **extra: object) -> dict[str, str]:

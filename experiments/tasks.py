@@ -28,7 +28,12 @@ def eval_mode(model: torch.nn.Module):
 
 
 def per_replicate_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of each replicate, (R,). With R = 1 it is ``F.mse_loss`` itself (bitwise the source)."""
+    """Mean squared error of each replicate, (R,). With R = 1 it is ``F.mse_loss`` itself (bitwise the source).
+
+    ``target`` (N, ...) is compared in the shape of one replicate's output (an autoencoder outputs an image's 64
+    pixels as a flat vector), a view of the same values.
+    """
+    target = target.reshape(out.shape[1:])
     if out.shape[0] == 1:
         return F.mse_loss(out[0], target).reshape(1)
     return F.mse_loss(out, target.expand_as(out), reduction="none").flatten(1).mean(dim=1)

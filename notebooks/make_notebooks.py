@@ -97,7 +97,7 @@ NOTEBOOKS = {
             "table = summary(df[df.experiment.isin(EXPERIMENTS)])\n"
             "view = select(table, layer='bottleneck', widths=[8, 32, 128], experiments=EXPERIMENTS,\n"
             "              metrics=['min_pair_l1', 'mean_nn_l1', 'mean_nn_abs_cos', 'eff_rank_norm', 'stable_rank'])\n"
-            "display(Markdown(summary_markdown(view, drop=['model', 'protocol', 'block', 'channels', 'layer',\n"
+            "display(Markdown(summary_markdown(view, drop=['model', 'protocol', 'data', 'block', 'channels', 'layer',\n"
             "                                             'n_null'])))"),
         new_markdown_cell(
             "## Figure 2: the source metric over many seeds\n\n"
@@ -177,7 +177,7 @@ NOTEBOOKS = {
             "    table = summary(df[df.experiment.isin(EXPERIMENTS)])\n"
             "    view = select(table, layer='bottleneck', widths=[8, 32, 128], experiments=EXPERIMENTS,\n"
             "                  metrics=METRICS)\n"
-            "    display(Markdown(summary_markdown(view, drop=['model', 'protocol', 'block', 'channels', 'layer',\n"
+            "    display(Markdown(summary_markdown(view, drop=['model', 'protocol', 'data', 'block', 'channels', 'layer',\n"
             "                                                 'n_null'])))\n"
             "    # The loss spans orders of magnitude: three significant digits, not four decimals.\n"
             "    loss = select(table, layer='model', widths=[8, 32, 128], experiments=EXPERIMENTS,\n"

@@ -13,6 +13,13 @@ from omegaconf import DictConfig
 
 from experiments.config import CONF_DIR, REPO_ROOT
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs the suite in two worker processes (pytest-xdist): each gets one torch thread, so that the
+    # two together use the machine's two cores instead of fighting over them.
+    import torch
+
+    torch.set_num_threads(1)
+
 
 def make_cfg(*overrides: str) -> DictConfig:
     """Compose ``conf/config.yaml`` with overrides, exactly as ``run.py`` would."""

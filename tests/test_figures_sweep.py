@@ -90,7 +90,7 @@ def test_build_all_writes_figures_2_to_7_and_the_summary(sweep_root, tmp_path):
     assert (table.loc[key, "n_null"] == 50).all()
     assert "min_pair_i" not in set(table["metric"])
     markdown = (tables / "summary.md").read_text()
-    assert "| mlp_sweep | mlp | none | source | none | 32 | 4 | bottleneck | min_pair_l1 | 5 |" in markdown
+    assert "| mlp_sweep | mlp | none | source | integers | none | 32 | 4 | bottleneck | min_pair_l1 | 5 |" in markdown
 
 
 def test_figure_cis_come_from_the_summary(sweep_root, tmp_path, monkeypatch):

@@ -11,8 +11,8 @@ from analysis.stats import GROUP, N_BOOT, bootstrap_mean_ci, select, summary, su
 
 N = 40  # seeds
 LAST = 5  # last epoch
-BASE = {"experiment": "e", "model": "mlp", "activation": "none", "protocol": "source", "block": "none",
-        "channels": 32, "width": 8}
+BASE = {"experiment": "e", "model": "mlp", "activation": "none", "protocol": "source", "data": "integers",
+        "block": "none", "channels": 32, "width": 8}
 
 
 def rows(kind: str, layer: str, metric: str, epoch: int, seeds, values, run_id: str = "r1") -> pd.DataFrame:
@@ -171,7 +171,7 @@ def test_write_summary_csv_and_markdown(frame, tmp_path):
     assert len(back) == 5 and set(GROUP) <= set(back.columns)
     assert back.set_index("metric").loc["shifted", "change_mean"] == pytest.approx(SHIFT.mean())
     md = paths[1].read_text()
-    assert "| e | mlp | none | source | none | 32 | 8 | bottleneck | shifted | 40 |" in md
+    assert "| e | mlp | none | source | integers | none | 32 | 8 | bottleneck | shifted | 40 |" in md
     assert "e-" in summary_markdown(summary(frame)).split("shifted")[1].split("\n")[0]  # p in scientific notation
     assert write_summary(frame.iloc[:0], tmp_path / "empty") == []
     assert not (tmp_path / "empty").exists()
