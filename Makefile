@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install reproduce figures test lint benchmark clean
+.PHONY: install reproduce figures test time-test lint benchmark clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,25 +17,24 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
+# Each step is timed; the times go to results/tables/timings.csv (analysis/timings.py), which the report cites.
+STEPS := "run.py -m width=8,32,128" "run.py -m experiment=mlp_sweep" "run.py -m experiment=mlp_relu" \
+	"run.py -m experiment=conv_sweep" "run.py -m experiment=conv_relu_sweep" "run.py -m experiment=resnet_sweep" \
+	"run.py -m experiment=mnist1d_baselines" "run.py -m experiment=mnist1d_mlp_sweep" \
+	"run.py -m experiment=mnist1d_cnn_sweep" "run.py -m experiment=autoencoder_sweep" \
+	"run.py -m experiment=mnist1d_resnet_sweep" "run.py experiment=compression" "-m analysis.figures"
 reproduce: install
-	@start=$$(date +%s); set -e; \
-	$(PY) run.py -m width=8,32,128; \
-	$(PY) run.py -m experiment=mlp_sweep; \
-	$(PY) run.py -m experiment=mlp_relu; \
-	$(PY) run.py -m experiment=conv_sweep; \
-	$(PY) run.py -m experiment=conv_relu_sweep; \
-	$(PY) run.py -m experiment=resnet_sweep; \
-	$(PY) run.py -m experiment=mnist1d_baselines; \
-	$(PY) run.py -m experiment=mnist1d_mlp_sweep; \
-	$(PY) run.py -m experiment=mnist1d_cnn_sweep; \
-	$(PY) run.py -m experiment=autoencoder_sweep; \
-	$(PY) run.py -m experiment=mnist1d_resnet_sweep; \
-	$(PY) run.py experiment=compression; \
-	$(PY) -m analysis.figures; \
-	echo "make reproduce: experiments, figures and tables in $$(( $$(date +%s) - start )) s"
+	@set -e; start=$$(date +%s); times=$$(mktemp); trap 'rm -f "$$times"' EXIT; \
+	for step in $(STEPS); do \
+	  t=$$(date +%s); $(PY) $$step; printf '%s\t%s\n' "$$(( $$(date +%s) - t ))" "python $$step" >> "$$times"; \
+	done; \
+	$(PY) -m analysis.timings "make reproduce" "$$times"; \
+	$(PY) -m analysis.report; \
+	echo "make reproduce: experiments, figures, tables and the report in $$(( $$(date +%s) - start )) s"
 
 figures: install
 	$(PY) -m analysis.figures
+	$(PY) -m analysis.report
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -52,10 +51,31 @@ test: lint
 	  ATEN_CPU_CAPABILITY=$$cap $(PYTEST) -q -m numerics || exit 1; \
 	done
 
+# `make time-test`: `make test`, timed, with the time recorded in results/tables/timings.csv for the report.
+time-test: install
+	@set -e; times=$$(mktemp); trap 'rm -f "$$times"' EXIT; t=$$(date +%s); $(MAKE) --no-print-directory test; \
+	printf '%s\t%s\n' "$$(( $$(date +%s) - t ))" "make test" >> "$$times"; $(PY) -m analysis.timings "make test" "$$times"
+
 benchmark: install
 	$(PY) benchmarks/sweep_throughput.py
 	$(PY) benchmarks/conv_ensemble.py
 	$(PY) benchmarks/mnist1d_replicates.py
+	$(PY) benchmarks/functional_share.py
 
 clean:
 	rm -rf results/runs results/weights results/logs
+
+# `make notebooks`: JupyterLab on notebooks/ (open the .ipynb; its paired jupytext .py is saved with it).
+# `make sync-notebooks`: regenerate every notebooks/*.ipynb from its .py (the source to edit; cell ids and outputs of
+# unchanged cells kept) and execute it in place on results/, kernel python3, outputs stored. The figures the notebooks
+# make go to a temporary folder, so that nothing but the .ipynb is written.
+.PHONY: notebooks sync-notebooks
+notebooks: $(STAMP)
+	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
+
+sync-notebooks: $(STAMP)
+	@set -e; figs=$$(mktemp -d); trap 'rm -rf "$$figs"' EXIT; \
+	$(VENV)/bin/jupytext --to ipynb --update notebooks/*.py; \
+	MPLBACKEND=Agg BOTTLENECK_FIGURES="$$figs" $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	  --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=1200 \
+	  --ExecutePreprocessor.record_timing=False notebooks/*.ipynb

@@ -131,6 +131,25 @@ class AlexNet(nn.Module):
         return self.classifier(self.pool(self.features(x)).flatten(1))
 
 
+class AlexNetOriginal(nn.Module):
+    """The two-tower AlexNet of Krizhevsky, Sutskever & Hinton (NeurIPS 2012), as Caffe's ``bvlc_alexnet``:
+    96-256-384-384-256 filters, conv2, conv4 and conv5 in two groups, local response normalisation (no
+    parameters), 227 x 227 input. The AlexNet the SqueezeNet paper compares against."""
+
+    def __init__(self, classes: int = 1000) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 96, 11, 4), nn.ReLU(), nn.LocalResponseNorm(5), nn.MaxPool2d(3, 2),
+            nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(), nn.LocalResponseNorm(5), nn.MaxPool2d(3, 2),
+            nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(), nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2))
+        self.classifier = nn.Sequential(nn.Linear(256 * 6 * 6, 4096), nn.ReLU(), nn.Dropout(),
+                                        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
 # -- SqueezeNet (Iandola et al., 2016, "AlexNet-level accuracy with 50x fewer parameters and <0.5MB") ---------
 
 

@@ -3,11 +3,13 @@
 Every figure function takes the tidy results frame and an output folder and returns the paths it
 wrote (PDF and PNG). Figures whose data are absent are skipped with a message, not faked.
 
-The figures live by topic: ``analysis.figures_mlp`` (figure 1, the source table; figures 2–7 and 3b,
+The figures live by topic: ``analysis.figures_mlp`` (figure 1, the source table; figures 2–7, 3b and 3c,
 redundancy of the MLP family vs width), ``analysis.figures_conv`` (figures 8 and 8b, the conv family),
 ``analysis.figures_compression`` (figure 9, low-rank compression, and its tables),
 ``analysis.figures_resnet`` (figure 10, ResNet blocks, and the blocks table), ``analysis.figures_mnist1d``
-(figures 11–13, the MNIST-1D families and autoencoders, the baselines and 1-D blocks tables), and what they share
+(figures 11–13, the MNIST-1D families and autoencoders, the baselines and 1-D blocks tables),
+``analysis.figures_trend`` (figure 14, the width trend of training's effect, from ``analysis.hypothesis``), and
+what they share
 (``STYLE``, ``save``, ``NoData``, ``sweep_experiments``, the width-sweep panels) in ``analysis.plotting``.
 This module registers them in :data:`FIGURES` and re-exports their names, so
 ``from analysis.figures import fig2_min_pair_vs_width, NoData, sweep_experiments`` keeps working.
@@ -31,6 +33,7 @@ from analysis.figures_mlp import (
     fig2_min_pair_vs_width,
     fig3_pair_free_vs_width,
     fig3b_activation_vs_width,
+    fig3c_functional_vs_width,
     fig4_loss_vs_width,
     fig5_trajectories,
     fig6_cos_heatmaps,
@@ -43,6 +46,8 @@ from analysis.figures_mnist1d import (
     write_mnist1d_tables,
 )
 from analysis.figures_resnet import fig10_resnet_blocks_vs_params, write_blocks_table
+from analysis.figures_trend import fig14_width_trend
+from analysis.hypothesis import trend_table, write_trend_table
 from analysis.load import DEFAULT_ROOT, ResultsError, compact, load_runs, results_root
 from analysis.plotting import COLUMN_WIDTH, STYLE, NoData, save, sweep_experiments
 from analysis.stats import write_summary
@@ -62,6 +67,7 @@ __all__ = [
     "fig2_min_pair_vs_width",
     "fig3_pair_free_vs_width",
     "fig3b_activation_vs_width",
+    "fig3c_functional_vs_width",
     "fig4_loss_vs_width",
     "fig5_trajectories",
     "fig6_cos_heatmaps",
@@ -73,6 +79,7 @@ __all__ = [
     "fig11_mnist1d_redundancy_vs_width",
     "fig12_mnist1d_task_vs_width",
     "fig13_mnist1d_resnet_blocks",
+    "fig14_width_trend",
     "main",
     "save",
     "sweep_experiments",
@@ -87,6 +94,7 @@ MLP_FIGURES: dict[str, Figure] = {
     "fig2_min_pair_vs_width": fig2_min_pair_vs_width,
     "fig3_pair_free_vs_width": fig3_pair_free_vs_width,
     "fig3b_activation_vs_width": fig3b_activation_vs_width,
+    "fig3c_functional_vs_width": fig3c_functional_vs_width,
     "fig4_loss_vs_width": fig4_loss_vs_width,
     "fig5_trajectories": fig5_trajectories,
     "fig6_cos_heatmaps": fig6_cos_heatmaps,
@@ -108,8 +116,10 @@ MNIST1D_FIGURES: dict[str, Figure] = {
     "fig12_mnist1d_task_vs_width": fig12_mnist1d_task_vs_width,
     "fig13_mnist1d_resnet_blocks": fig13_mnist1d_resnet_blocks,
 }
+# Built from the trend table of every sweep (analysis.hypothesis): the test of the width x training hypothesis.
+TREND_FIGURES: dict[str, Figure] = {"fig14_width_trend": fig14_width_trend}
 FIGURES: dict[str, Figure] = {**MLP_FIGURES, **CONV_FIGURES, **COMPRESSION_FIGURES, **RESNET_FIGURES,
-                              **MNIST1D_FIGURES}
+                              **MNIST1D_FIGURES, **TREND_FIGURES}
 
 
 def build_all(root: Path = DEFAULT_ROOT, out_dir: Path | None = None, on_error: str = "raise",
@@ -123,7 +133,9 @@ def build_all(root: Path = DEFAULT_ROOT, out_dir: Path | None = None, on_error: 
     df = compact(load_runs(root, on_error=on_error))
     out_dir = out_dir or Path(root) / "figures"
     tables_dir = tables_dir or results_root(root) / "tables"
-    written: list[Path] = write_summary(df, tables_dir) + write_blocks_table(df, tables_dir)
+    trend = trend_table(df)  # once: the trend table and figure 14 share it
+    written: list[Path] = write_summary(df, tables_dir) + write_trend_table(df, tables_dir, table=trend)
+    written += write_blocks_table(df, tables_dir)
     written += write_compression_tables(df, tables_dir)
     written += write_mnist1d_tables(df, tables_dir)  # mnist1d_baselines, mnist1d_resnet_{blocks,matched}
     written += write_arch_tables(tables_dir)  # counted on modules, independent of any run
@@ -131,7 +143,7 @@ def build_all(root: Path = DEFAULT_ROOT, out_dir: Path | None = None, on_error: 
         log.info("summary table: %s", ", ".join(str(p) for p in written))
     for name, make in FIGURES.items():
         try:
-            paths = make(df, out_dir)
+            paths = make(df, out_dir, table=trend) if name in TREND_FIGURES else make(df, out_dir)
         except NoData as why:
             log.warning("%s skipped: %s", name, why)
             continue

@@ -16,13 +16,17 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from analysis.plotting import COLUMN_WIDTH, PALETTE, STYLE, NoData, save
+from analysis.plotting import COLUMN_WIDTH, PALETTE, STYLE, NoData, _err, save
 from analysis.stats import bootstrap_mean_ci
 from analysis.tables import to_markdown
 
 METHOD_STYLE = {"alds": (PALETTE[0], "ALDS"), "uniform": (PALETTE[1], "uniform rank"),
                 "svd_energy": (PALETTE[2], "SVD energy"), "best_k": (PALETTE[4], "best single k")}
 TABLE_RATIOS = (0.25, 0.5)
+ACHIEVED = ("achieved_keep_ratio: kept / original weights of the compressible layers, mean over replicates, "
+            "never above the requested keep_ratio")
+DODGE = 0.012  # x offset (keep ratio units) between the series of a panel, so that their error bars do not overlap
+GROUP = ["model", "block", "width", "stage", "method", "keep_ratio", "metric"]
 
 
 def compressed_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -48,6 +52,32 @@ def _task_metric(model_rows: pd.DataFrame) -> tuple[str, str, bool]:
     return "eval_loss", "evaluation loss (MSE)", True
 
 
+def _mean_ci(model_rows: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """Mean and 95% bootstrap CI over replicates (seeds) of each (source, stage, method, keep ratio, metric) in
+    ``metrics``: columns ``mean``, ``lo``, ``hi`` indexed by ``GROUP`` (NaN bounds for a single replicate)."""
+    rows = model_rows[model_rows["metric"].isin(metrics)]
+    out = []
+    for key, g in rows.groupby(GROUP, sort=True):
+        lo, hi = bootstrap_mean_ci(g["value"].to_numpy())[:, 0]
+        out.append((*key, g["value"].mean(), lo, hi))
+    return pd.DataFrame(out, columns=[*GROUP, "mean", "lo", "hi"]).set_index(GROUP)
+
+
+def _series(stats: pd.DataFrame, stage: str, method: str, metric: str) -> pd.DataFrame | None:
+    """One line's points (index keep ratio; mean, lo, hi), or None when the source has none."""
+    try:
+        return stats.loc[(stage, method)].xs(metric, level="metric")
+    except KeyError:
+        return None
+
+
+def _errorbar(ax, line: pd.DataFrame, offset: float, **kwargs) -> None:
+    x = line.index.to_numpy(dtype=float) + offset
+    m = line["mean"].to_numpy()
+    ax.errorbar(x, m, _err(m, line["lo"].to_numpy(), line["hi"].to_numpy()), elinewidth=0.7, capsize=1.2,
+                capthick=0.7, **kwargs)
+
+
 def fig9_compression(df: pd.DataFrame, out_dir: Path, *, experiments: Sequence[str] | None = None) -> list[Path]:
     """Largest relative error (top) and the task metric (bottom) against the keep ratio, per source model.
 
@@ -56,7 +86,9 @@ def fig9_compression(df: pd.DataFrame, out_dir: Path, *, experiments: Sequence[s
     (dashed grey): the gap between them is what training changed about compressibility. Bottom: test accuracy
     (ResNets) or evaluation MSE (conv identity, log scale) of the compressed final models without fine-tuning,
     the uncompressed models' level (dotted), and after the short fine-tune at the keep ratios that get one
-    (stars).
+    (stars). Every point is a mean over replicates with its 95% bootstrap CI over them (error bars); the series
+    of a panel are offset by a few thousandths along x so that their bars stay apart. A keep ratio below what
+    rank 1 everywhere keeps has no allocation within budget and no point.
     """
     rows = compressed_rows(df)
     if experiments is not None:
@@ -65,36 +97,38 @@ def fig9_compression(df: pd.DataFrame, out_dir: Path, *, experiments: Sequence[s
             raise NoData(f"no compression rows in {list(experiments)}")
     sources = _sources(rows)
     model_rows = rows[rows["layer"] == "model"]
-    means = model_rows.groupby(["model", "block", "width", "stage", "method", "keep_ratio", "metric"])["value"].mean()
+    tasks = {model: _task_metric(model_rows[model_rows["model"] == model]) for model, _, _ in sources}
+    metrics = {"max_rel_error"} | {t[0] for t in tasks.values()} | {f"{t[0]}_finetuned" for t in tasks.values()}
+    stats = _mean_ci(model_rows, sorted(metrics))
+    series = [*METHOD_STYLE, "alds initial"]  # x offsets: one slot per series, centred on the keep ratio
+    offset = {name: (i - (len(series) - 1) / 2) * DODGE for i, name in enumerate(series)}
     with mpl.rc_context(STYLE), sns.axes_style("whitegrid"):
         fig, axes = plt.subplots(2, len(sources), figsize=(max(COLUMN_WIDTH * 2, 1.6 * len(sources)), 3.6),
                                  squeeze=False, sharex=True)
         for c, (model, block, width) in enumerate(sources):
             top, bottom = axes[0, c], axes[1, c]
-            src = means.loc[(model, block, width)]
+            src = stats.loc[(model, block, width)]
             for method, (color, _) in reversed(METHOD_STYLE.items()):  # ALDS drawn last, on top
-                if ("final", method) not in src.index.droplevel([2, 3]).unique():
-                    continue
-                err = src.loc[("final", method)].xs("max_rel_error", level="metric")
-                top.plot(err.index, err.values, color=color, marker="o", ms=2.5, lw=1.6 if method == "alds" else 1)
-            if ("initial", "alds") in src.index.droplevel([2, 3]).unique():
-                err0 = src.loc[("initial", "alds")].xs("max_rel_error", level="metric")
-                top.plot(err0.index, err0.values, color="0.45", ls="--", lw=1)
-            metric, label, log = _task_metric(model_rows[(model_rows["model"] == model)])
-            base = src.loc[("final", "none")].xs(metric, level="metric")
-            bottom.axhline(float(base.iloc[0]), color="0.3", ls=":", lw=1)
+                err = _series(src, "final", method, "max_rel_error")
+                if err is not None:
+                    _errorbar(top, err, offset[method], color=color, marker="o", ms=2.5,
+                              lw=1.6 if method == "alds" else 1)
+            err0 = _series(src, "initial", "alds", "max_rel_error")
+            if err0 is not None:
+                _errorbar(top, err0, offset["alds initial"], color="0.45", ls="--", lw=1)
+            metric, label, log = tasks[model]
+            base = _series(src, "final", "none", metric)
+            if base is not None:
+                bottom.axhline(float(base["mean"].iloc[0]), color="0.3", ls=":", lw=1)
             for method, (color, _) in reversed(METHOD_STYLE.items()):
-                try:
-                    task = src.loc[("final", method)]
-                except KeyError:
+                values = _series(src, "final", method, metric)
+                if values is None:
                     continue
-                values = task.xs(metric, level="metric")
-                bottom.plot(values.index, values.values, color=color, marker="o", ms=2.5,
-                            lw=1.6 if method == "alds" else 1)
-                tuned = task.xs(f"{metric}_finetuned", level="metric") if f"{metric}_finetuned" in \
-                    task.index.get_level_values("metric") else None
+                _errorbar(bottom, values, offset[method], color=color, marker="o", ms=2.5,
+                          lw=1.6 if method == "alds" else 1)
+                tuned = _series(src, "final", method, f"{metric}_finetuned")
                 if tuned is not None:
-                    bottom.plot(tuned.index, tuned.values, color=color, marker="*", ms=6, ls="none")
+                    _errorbar(bottom, tuned, offset[method], color=color, marker="*", ms=6, ls="none")
             if log:
                 bottom.set_yscale("log")
             top.set_title(source_label(model, block, width), fontsize=7)
@@ -107,16 +141,26 @@ def fig9_compression(df: pd.DataFrame, out_dir: Path, *, experiments: Sequence[s
         handles += [Line2D([], [], color="0.45", ls="--", lw=1, label="ALDS on the initial weights"),
                     Line2D([], [], color="0.3", ls=":", lw=1, label="uncompressed"),
                     Line2D([], [], color="0.3", marker="*", ms=6, ls="none", label="after fine-tuning")]
-        fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.0))
+        fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.0),
+                   title="mean over replicates, bars: 95% bootstrap CI", title_fontsize=7)
         fig.tight_layout()
         return save(fig, out_dir, "fig9_compression")
 
 
+def _achieved(rows: pd.DataFrame) -> pd.Series:
+    """Mean over replicates of the achieved keep ratio (kept / original weights of the compressible layers, as
+    the allocator counts them), per (model, block, width, stage, method, keep_ratio)."""
+    at = rows[(rows["layer"] == "model") & (rows["metric"] == "keep_ratio_achieved")]
+    return at.groupby(["model", "block", "width", "stage", "method", "keep_ratio"])["value"].mean()
+
+
 def allocation_table(df: pd.DataFrame, ratios: Sequence[float] = TABLE_RATIOS) -> pd.DataFrame:
-    """Per source, keep ratio in ``ratios``, method and compressible layer of the final weights: the groups k
-    and rank j (``k×j``, the most common over replicates, with the mean j when replicates differ) and the exact
-    relative error (mean over replicates)."""
+    """Per source, keep ratio in ``ratios``, method and compressible layer of the final weights: the achieved
+    keep ratio of the whole allocation (mean over replicates), the groups k and rank j (``k×j``, the most common
+    over replicates, with the mean j when replicates differ) and the exact relative error (mean over
+    replicates)."""
     rows = compressed_rows(df)
+    achieved = _achieved(rows)
     rows = rows[(rows["stage"] == "final") & (rows["layer"] != "model") & rows["keep_ratio"].round(6).isin(ratios)
                 & rows["metric"].isin(["k", "j", "rel_error", "intact"])]
     wide = rows.pivot_table(index=["model", "block", "width", "keep_ratio", "method", "layer", "seed"],
@@ -127,6 +171,7 @@ def allocation_table(df: pd.DataFrame, ratios: Sequence[float] = TABLE_RATIOS) -
         j = g["j"].to_numpy()
         kj = "intact" if g["intact"].all() else (f"{k}×{int(j[0])}" if np.all(j == j[0]) else f"{k}×{j.mean():.1f}")
         out.append({"source": source_label(key[0], key[1], int(key[2])), "keep_ratio": key[3], "method": key[4],
+                    "achieved_keep_ratio": achieved.get((*key[:3], "final", key[4], key[3]), np.nan),
                     "layer": key[5], "k×j": kj, "rel_error": g["rel_error"].mean()})
     table = pd.DataFrame(out)
     if table.empty:
@@ -135,8 +180,10 @@ def allocation_table(df: pd.DataFrame, ratios: Sequence[float] = TABLE_RATIOS) -
 
 
 def summary_table(df: pd.DataFrame, ratios: Sequence[float] = TABLE_RATIOS) -> pd.DataFrame:
-    """Per source, stage and keep ratio in ``ratios``: each method's largest relative error and the task metric
-    after compression and after fine-tuning (means over replicates), beside the uncompressed model's."""
+    """Per source, stage and keep ratio in ``ratios``: the smallest keep ratio any allocation reaches
+    (``min_keep_ratio``, rank 1 everywhere), and each method's achieved keep ratio, largest relative error and
+    task metric after compression and after fine-tuning (means over replicates), beside the uncompressed
+    model's."""
     rows = compressed_rows(df)
     model_rows = rows[rows["layer"] == "model"]
     means = model_rows.groupby(["model", "block", "width", "stage", "method", "keep_ratio", "metric"])["value"].mean()
@@ -147,9 +194,13 @@ def summary_table(df: pd.DataFrame, ratios: Sequence[float] = TABLE_RATIOS) -> p
         for stage in ("final", "initial"):
             if stage not in src.index.get_level_values("stage"):
                 continue
-            base = float(src.loc[(stage, "none")].xs(metric, level="metric").iloc[0])
+            none = src.loc[(stage, "none")]
+            base = float(none.xs(metric, level="metric").iloc[0])
+            least = none.xs("keep_ratio_min", level="metric") if "keep_ratio_min" in \
+                none.index.get_level_values("metric") else None
             for ratio in ratios:
                 rec = {"source": source_label(model, block, width), "stage": stage, "keep_ratio": ratio,
+                       "min_keep_ratio": float(least.iloc[0]) if least is not None else np.nan,
                        "task metric": metric, "uncompressed": base}
                 for method in METHOD_STYLE:
                     try:
@@ -160,6 +211,7 @@ def summary_table(df: pd.DataFrame, ratios: Sequence[float] = TABLE_RATIOS) -> p
                     if at.empty:
                         continue
                     at = at.droplevel("keep_ratio")
+                    rec[f"{method} achieved_keep_ratio"] = at.get("keep_ratio_achieved", np.nan)
                     rec[f"{method} max error"] = at.get("max_rel_error", np.nan)
                     rec[f"{method} {metric}"] = at.get(metric, np.nan)
                     rec[f"{method} {metric} fine-tuned"] = at.get(f"{metric}_finetuned", np.nan)
@@ -192,8 +244,10 @@ def versus_table(df: pd.DataFrame, method: str = "alds", baseline: str = "unifor
                  ratios: Sequence[float] = TABLE_RATIOS) -> pd.DataFrame:
     """``method`` against ``baseline`` on the same replicates' final weights at ``ratios``: the largest relative
     error and the task metric after compression and after fine-tuning, means and the paired difference
-    (method − baseline) with a 95% bootstrap CI over replicates."""
+    (method − baseline) with a 95% bootstrap CI over replicates, beside each one's achieved keep ratio (mean
+    over replicates)."""
     rows = compressed_rows(df)
+    achieved = _achieved(rows)
     rows = rows[(rows["layer"] == "model") & (rows["stage"] == "final")]
     out = []
     for (model, block, width), g in rows.groupby(["model", "block", "width"]):
@@ -206,7 +260,11 @@ def versus_table(df: pd.DataFrame, method: str = "alds", baseline: str = "unifor
                     continue
                 diff = (paired[method] - paired[baseline]).to_numpy()
                 lo, hi = bootstrap_mean_ci(diff)[:, 0]
-                out.append({"source": source_label(model, block, int(width)), "keep_ratio": ratio, "metric": metric,
+                got = {m: achieved[(model, block, width, "final", m)] for m in (method, baseline)}
+                got = {m: float(v[np.isclose(v.index, ratio)].iloc[0]) for m, v in got.items()}
+                out.append({"source": source_label(model, block, int(width)), "keep_ratio": ratio,
+                            f"{method} achieved_keep_ratio": got[method],
+                            f"{baseline} achieved_keep_ratio": got[baseline], "metric": metric,
                             "n": len(paired), method: paired[method].mean(), baseline: paired[baseline].mean(),
                             "diff": diff.mean(), "diff_lo": lo, "diff_hi": hi})
     return pd.DataFrame(out)
@@ -225,12 +283,15 @@ def write_compression_tables(df: pd.DataFrame, out_dir: Path) -> list[Path]:
                                    "compression_layers.csv", "compression_layers.md",
                                    "compression_alds_vs_uniform.csv", "compression_alds_vs_uniform.md")]
     alloc.to_csv(paths[0], index=False)
-    paths[1].write_text("Per-layer allocations of the final weights at keep ratios 0.25 and 0.5: k groups × rank j "
+    paths[1].write_text("Per-layer allocations of the final weights at keep ratios 0.25 and 0.5: the achieved keep "
+                        f"ratio of the whole allocation ({ACHIEVED}), k groups × rank j "
                         "(most common k over replicates; mean j when they differ), and the exact relative "
                         "spectral error (mean over replicates).\n\n" + to_markdown(alloc.set_index("source"), ".3f"))
     summ.to_csv(paths[2], index=False)
-    paths[3].write_text("Largest relative error and task metric (test accuracy, or evaluation MSE) after "
-                        "compression and after the short fine-tune (final weights only), mean over replicates.\n\n"
+    paths[3].write_text("Achieved keep ratio, largest relative error and task metric (test accuracy, or evaluation "
+                        "MSE) after compression and after the short fine-tune (final weights only), mean over "
+                        f"replicates. {ACHIEVED[0].upper() + ACHIEVED[1:]}; min_keep_ratio is the smallest any "
+                        "allocation reaches (rank 1 in every layer): below it no method has an allocation.\n\n"
                         + to_markdown(summ.set_index("source"), ".4g"))
     per_layer.to_csv(paths[4], index=False)
     paths[5].write_text("Each layer on its own: relative spectral error of its best approximation keeping 25% or "
@@ -239,6 +300,7 @@ def write_compression_tables(df: pd.DataFrame, out_dir: Path) -> list[Path]:
                         + to_markdown(per_layer.set_index("source"), ".3f"))
     versus.to_csv(paths[6], index=False)
     paths[7].write_text("ALDS against the uniform-rank baseline on the same replicates' final weights: means and the "
-                        "paired difference (ALDS − uniform) with a 95% bootstrap CI.\n\n"
+                        "paired difference (ALDS − uniform) with a 95% bootstrap CI, beside each one's achieved "
+                        f"keep ratio ({ACHIEVED}).\n\n"
                         + to_markdown(versus.set_index("source"), ".3f"))
     return paths

@@ -24,6 +24,7 @@ from analysis.plotting import (
     ACTIVATION_NAMES,
     BOTTLENECK,
     COLUMN_WIDTH,
+    FUNCTIONAL_COLUMNS,
     PALETTE,
     STYLE,
     UNIT_NAMES,
@@ -31,8 +32,10 @@ from analysis.plotting import (
     _level_legend_handles,
     _level_panel,
     _summary_of,
+    _swept_widths,
     _title,
     _width_axis,
+    _width_grid,
     save,
 )
 from experiments.config import CONF_DIR
@@ -68,7 +71,8 @@ def _row_label(df: pd.DataFrame, experiment: str) -> str:
 
 def fig8_conv_redundancy_vs_width(df: pd.DataFrame, out_dir: Path, *,
                                   experiments: Sequence[str] | None = None) -> list[Path]:
-    """Conv bottleneck redundancy vs width: weights (top row of each experiment) and activations (bottom row).
+    """Conv bottleneck redundancy vs width: weights (top row of each experiment), activations and functional
+    redundancy (the shared ``FUNCTIONAL_COLUMNS``: a channel ablated or replaced at every position).
 
     Weights: the source's closest-pair distance, its pair-count-free companion (each channel's distance to
     its nearest other channel, averaged; the minimum over w(w−1)/2 pairs shrinks with w even at random, the
@@ -83,15 +87,17 @@ def fig8_conv_redundancy_vs_width(df: pd.DataFrame, out_dir: Path, *,
     exps = _experiments(df, experiments, model=MODEL)
     blocks = [("weights", CONV_WEIGHT_COLUMNS), ("activations", CONV_ACTIVATION_COLUMNS)]
     metrics = [m for _, columns in blocks for m, _ in columns]
-    table = _summary_of(df, exps, BOTTLENECK, metrics)
-    n_rows, n_cols = 2 * len(exps), len(CONV_WEIGHT_COLUMNS)
+    table = _summary_of(df, exps, BOTTLENECK, metrics + [m for m, _ in FUNCTIONAL_COLUMNS])
+    if table["metric"].isin([m for m, _ in FUNCTIONAL_COLUMNS]).any():  # runs older than the functional metrics
+        blocks.append(("functional", FUNCTIONAL_COLUMNS))
+    n_blocks = len(blocks)
+    n_rows, n_cols = n_blocks * len(exps), len(CONV_WEIGHT_COLUMNS)
     label_of = {exp: _row_label(df, exp) for exp in exps}
     with mpl.rc_context(STYLE), sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(n_rows, n_cols, figsize=(COLUMN_WIDTH * 2, 1.55 * n_rows + 0.5), squeeze=False,
-                                 sharex=True)
+        fig, axes = plt.subplots(n_rows, n_cols, figsize=(COLUMN_WIDTH * 2, 1.55 * n_rows + 0.5), squeeze=False)
         for i, exp in enumerate(exps):
             for b, (block, columns) in enumerate(blocks):
-                r = 2 * i + b
+                r = n_blocks * i + b
                 for j, (metric, label) in enumerate(columns):
                     ax = axes[r, j]
                     if i > 0:
@@ -100,16 +106,15 @@ def fig8_conv_redundancy_vs_width(df: pd.DataFrame, out_dir: Path, *,
                     ax.set_title(label, fontsize=7)
                     if rows.empty:
                         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-                        _width_axis(ax, table["width"].unique().tolist(), unit=UNIT)
                     else:
                         _level_panel(ax, rows, unit=UNIT)
-                    ax.set_xlabel("")
                 axes[r, 0].set_ylabel(f"{label_of[exp]}\n{block}", fontweight="bold")
-        # The x-axes are shared, so the last panel drawn set everyone's ticks: give them every width shown.
-        _width_axis(axes[-1, 0], table["width"].unique().tolist(), label=False, unit=UNIT)
+        # Not sharex (one tick locator: the last panel's widths would be everyone's): each experiment's rows get
+        # its swept widths, labelled under its last row (and above any experiment that swept other widths).
+        _width_grid(axes, [[_swept_widths(table, exp)] * n_cols for exp in exps for _ in blocks], unit=UNIT)
         for b, (_, columns) in enumerate(blocks):
             for j, (metric, _) in enumerate(columns):
-                if metric == "act_dead_frac":  # all zero without ReLU: keep a readable 0-based axis
+                if metric in ("act_dead_frac", "prunable_frac", "redundant_frac"):  # shares: a 0-based axis
                     top = table.loc[table["metric"] == metric, ["end_hi", "init_hi", "null_hi", "end_mean"]].max().max()
                     axes[b, j].set_ylim(-0.02, max(0.2, 1.1 * float(top)))
         fig.supxlabel(f"bottleneck width $w$ ({UNIT})", fontsize=8)

@@ -25,6 +25,7 @@ from analysis.plotting import (
     BOTTLENECK,
     C_TRAINED,
     COLUMN_WIDTH,
+    FUNCTIONAL_COLUMNS,
     PALETTE,
     STYLE,
     NoData,
@@ -34,9 +35,12 @@ from analysis.plotting import (
     _level_legend_handles,
     _level_panel,
     _summary_of,
+    _swept_widths,
     _title,
     _width_axis,
     _width_colors,
+    _width_grid,
+    _width_styles,
     save,
 )
 from analysis.tables import SOURCE_PRINTED, source_table, to_markdown
@@ -106,8 +110,8 @@ def fig2_min_pair_vs_width(df: pd.DataFrame, out_dir: Path, *,
     exps = _experiments(df, experiments)
     table = _summary_of(df, exps, BOTTLENECK, ["min_pair_l1"])
     with mpl.rc_context(STYLE), sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(2, len(exps), figsize=(_columns_width(len(exps)), 3.5), sharex="col",
-                                 sharey="row", squeeze=False, gridspec_kw={"height_ratios": [1.6, 1]})
+        fig, axes = plt.subplots(2, len(exps), figsize=(_columns_width(len(exps)), 3.5), sharey="row",
+                                 squeeze=False, gridspec_kw={"height_ratios": [1.6, 1]})
         for j, exp in enumerate(exps):
             rows = table[table["experiment"] == exp].sort_values("width")
             top, bottom = axes[0, j], axes[1, j]
@@ -119,7 +123,8 @@ def fig2_min_pair_vs_width(df: pd.DataFrame, out_dir: Path, *,
             bottom.axhline(0, color="black", lw=0.6)
             bottom.errorbar(w, m, _err(m, rows["change_lo"].to_numpy(), rows["change_hi"].to_numpy()),
                             color=C_TRAINED, marker="o", ms=3, lw=1, capsize=1.5)
-            _width_axis(bottom, rows["width"].tolist(), label=False)
+        # Not sharex (one tick locator: the last panel's widths would be everyone's): each column its widths.
+        _width_grid(axes, [[_swept_widths(table, exp) for exp in exps]] * 2)
         fig.supxlabel("bottleneck width $w$ (units)", fontsize=8)
         axes[0, 0].set_ylabel("closest pair of units\nmin$_{i<j}$ mean $|W_i - W_j|$")
         axes[1, 0].set_ylabel("training effect\nfinal − initial")
@@ -153,7 +158,7 @@ def fig3_pair_free_vs_width(df: pd.DataFrame, out_dir: Path, *,
     dims = _rank_dims(table)
     with mpl.rc_context(STYLE), sns.axes_style("whitegrid"):
         fig, axes = plt.subplots(len(exps), len(PAIR_FREE), figsize=(COLUMN_WIDTH * 2, 1.6 * len(exps) + 0.9),
-                                 squeeze=False, sharex=True, sharey="col")
+                                 squeeze=False, sharey="col")
         for i, exp in enumerate(exps):
             for j, (metric, label) in enumerate(PAIR_FREE):
                 ax = axes[i, j]
@@ -170,9 +175,9 @@ def fig3_pair_free_vs_width(df: pd.DataFrame, out_dir: Path, *,
                 _level_panel(ax, rows, scale)
                 if i == 0:
                     ax.set_title(label)
-                if i < len(exps) - 1:
-                    ax.set_xlabel("")
             axes[i, 0].set_ylabel(_title(df, exp), fontweight="bold")
+        # Each row its experiment's widths; labelled under a row only where the row below has other widths.
+        _width_grid(axes, [[_swept_widths(table, exp)] * len(PAIR_FREE) for exp in exps], label=True)
         fig.legend(handles=_level_legend_handles(), loc="lower center", ncol=4, frameon=False,
                    bbox_to_anchor=(0.5, 1.0))
         fig.text(1.0, 0.0, "k = min(units, fan-in) of the bottleneck weight", ha="right", va="top", fontsize=6)
@@ -212,7 +217,10 @@ def fig5_trajectories(df: pd.DataFrame, out_dir: Path, *,
     """How each bottleneck metric moves during training, per width: change from epoch 0, mean over seeds.
 
     Shown as the change from the same seed's initial value, because the widths start at very different
-    levels (figure 2) and only the movement says what training did.
+    levels (figure 2) and only the movement says what training did. Each width has its own colour from the
+    qualitative colour-blind-safe palette and its own marker (``_width_styles``; about six markers per line,
+    staggered between widths), so that widths stay distinguishable where their lines cross; the legend runs
+    from the narrowest width to the widest.
     """
     exps = _experiments(df, experiments)
     metrics = [m for m, _ in TRAJECTORY_METRICS]
@@ -223,7 +231,7 @@ def fig5_trajectories(df: pd.DataFrame, out_dir: Path, *,
     start = rows.groupby(["experiment", "run_id", "seed", "metric"])["value"].transform("first")
     rows = rows.assign(change=rows["value"] - start)
     curves = rows.groupby(["experiment", "metric", "width", "epoch"], as_index=False)["change"].mean()
-    colors = _width_colors(curves["width"].unique().tolist())
+    styles = _width_styles(curves["width"].unique().tolist())
     with mpl.rc_context(STYLE), sns.axes_style("whitegrid"):
         fig, axes = plt.subplots(len(metrics), len(exps), figsize=(_columns_width(len(exps)), 1.3 * len(metrics) + 0.8),
                                  squeeze=False, sharex=True, sharey="row")
@@ -232,13 +240,15 @@ def fig5_trajectories(df: pd.DataFrame, out_dir: Path, *,
                 ax = axes[i, j]
                 ax.axhline(0, color="black", lw=0.6)
                 for width, c in curves[(curves["experiment"] == exp) & (curves["metric"] == metric)].groupby("width"):
-                    ax.plot(c["epoch"], c["change"], color=colors[width], lw=1, label=f"{width}")
+                    k, step = list(styles).index(width), max(1, len(c) // 6)
+                    ax.plot(c["epoch"], c["change"], **styles[width], lw=1, ms=3.2, mew=0.6, label=f"{width}",
+                            markevery=(k * step // len(styles), step))
                 if j == 0:
                     ax.set_ylabel(label)
                 if i == len(metrics) - 1:
                     ax.set_xlabel("epoch")
             axes[0, j].set_title(_title(df, exp))
-        handles = [Line2D([], [], color=c, lw=1.5, label=str(w)) for w, c in colors.items()]
+        handles = [Line2D([], [], **style, lw=1, ms=3.5, mew=0.6, label=str(w)) for w, style in sorted(styles.items())]
         fig.legend(handles=handles, title="bottleneck width $w$ (mean over seeds)", loc="lower center",
                    ncol=len(handles), frameon=False, bbox_to_anchor=(0.5, 1.0), columnspacing=1.0, handlelength=1.2)
         fig.tight_layout()
@@ -283,43 +293,76 @@ def _bottleneck_weights(df: pd.DataFrame, experiments: Sequence[str]) -> dict[tu
     return found
 
 
+# Figure 6: a heatmap shows at most HEATMAP_UNITS units a side, and every cell takes at least HEATMAP_MIN_PX device
+# pixels at the saved resolution (STYLE's savefig.dpi), so that no cell is averaged away.
+HEATMAP_UNITS = 64
+HEATMAP_MIN_PX = 2.5
+
+
+def _heatmap_block(cos: np.ndarray) -> np.ndarray:
+    """What figure 6 shows of a layer's |cos| matrix: all of it up to ``HEATMAP_UNITS`` units, else the block of
+    the first ``HEATMAP_UNITS`` units in stored order (a random sample of units: a layer's units are exchangeable)."""
+    return cos[:HEATMAP_UNITS, :HEATMAP_UNITS]
+
+
 def fig6_cos_heatmaps(df: pd.DataFrame, out_dir: Path, *,
                       experiments: Sequence[str] | None = None) -> list[Path]:
-    """|cos| between every pair of bottleneck units, one panel per width, initial and final weights.
+    """|cos| between pairs of bottleneck units, one panel per width, initial and final weights.
 
-    One seed (the lowest) per width; units in their stored order. Redundant units would show as bright
-    off-diagonal cells; the initial row shows what chance alone gives at that width.
+    One seed (the lowest) per width; units in their stored order, neither sorted nor clustered. A layer of up to
+    ``HEATMAP_UNITS`` (64) units is shown whole. A wider layer is shown as the block of its first 64 units (titled
+    "units 1–64"): a 256 × 256 matrix at a readable figure size would put less than a device pixel on each cell
+    (averaging the cells away), and the first 64 units in stored order are an unpicked sample (the units of a
+    layer are exchangeable), so the block shows the same kind of pairs as the whole matrix, not a selection of
+    the brightest. Every cell shown takes at least ``HEATMAP_MIN_PX`` device pixels at ``savefig.dpi``. Under
+    each panel is the largest off-diagonal |cos| over all w(w−1)/2 pairs of the layer, shown or not, so that a
+    block cannot hide the layer's most similar pair. (With one seed, a wider layer's first units can start as the
+    narrower layer's units did, so the initial blocks of w = 64, 128, 256 may look alike.) Redundant units would
+    show as bright off-diagonal cells; the initial rows show what chance alone gives at that width.
     """
     exps = _experiments(df, experiments)
     weights = _bottleneck_weights(df, exps)
     widths = sorted({w for _, w in weights})
     rows = [(exp, stage) for exp in exps for stage in ("initial", "final")]
+    dpi = float(STYLE["savefig.dpi"])
+    # Layout in inches, so that the panels keep their size: row labels, panels, colour bar.
+    left, right, top, bottom, gap_x, gap_y = 0.5, 0.7, 0.75, 0.1, 0.1, 0.24
+    side = max(HEATMAP_MIN_PX * min(max(widths), HEATMAP_UNITS) / dpi,
+               min(0.95, (COLUMN_WIDTH * 2 - left - right) / len(widths) - gap_x))
+    fig_w = left + len(widths) * side + (len(widths) - 1) * gap_x + right
+    fig_h = top + len(rows) * side + (len(rows) - 1) * gap_y + bottom
     with mpl.rc_context(STYLE):
-        panel = min(1.0, COLUMN_WIDTH * 2 / (len(widths) + 0.4))
-        fig, axes = plt.subplots(len(rows), len(widths), figsize=(panel * len(widths) + 0.6, panel * len(rows) + 0.4),
-                                 squeeze=False)
+        fig = plt.figure(figsize=(fig_w, fig_h))
         image = None
         for i, (exp, stage) in enumerate(rows):
             for j, width in enumerate(widths):
-                ax = axes[i, j]
+                x, y = left + j * (side + gap_x), fig_h - top - side - i * (side + gap_y)
+                ax = fig.add_axes((x / fig_w, y / fig_h, side / fig_w, side / fig_h))
                 ax.set_xticks([])
                 ax.set_yticks([])
+                if i == 0:
+                    ax.set_title(f"$w$ = {width}" + (f"\nunits 1–{HEATMAP_UNITS}" if width > HEATMAP_UNITS else ""))
+                if j == 0:
+                    ax.set_ylabel(f"{exp}\n{stage}", fontsize=7)
                 if (exp, width) not in weights:
-                    ax.set_axis_off()
+                    ax.text(0.5, 0.5, "no weights\nsaved", ha="center", va="center", fontsize=6, transform=ax.transAxes)
                     continue
                 entry = weights[(exp, width)]
                 first = int(entry["seeds"].argmin())
                 cos = abs_cos_matrix(entry[stage][first : first + 1].double())[0].numpy()
-                image = ax.imshow(cos, vmin=0, vmax=1, cmap="magma", interpolation="nearest")
-                if i == 0:
-                    ax.set_title(f"$w$ = {width}")
-                if j == 0:
-                    ax.set_ylabel(f"{exp}\n{stage}", fontsize=7)
+                image = ax.imshow(_heatmap_block(cos), vmin=0, vmax=1, cmap="magma", interpolation="nearest")
+                if width > 1:
+                    off = cos[~np.eye(width, dtype=bool)]
+                    ax.set_xlabel(f"max {off.max():.2f}", fontsize=6, labelpad=1.5)
         seed = int(next(iter(weights.values()))["seeds"].min())
-        fig.suptitle(f"|cos| between bottleneck units (seed {seed}; units in stored order)", fontsize=8)
-        fig.tight_layout(rect=(0, 0, 0.92, 1))
+        fig.suptitle(f"|cos| between bottleneck units (seed {seed}; units in stored order)\n"
+                     f"$w$ ≤ {HEATMAP_UNITS}: all units; $w$ > {HEATMAP_UNITS}: the first {HEATMAP_UNITS} units only. "
+                     "Under each panel: the largest |cos| over all pairs of units of the layer",
+                     fontsize=7, y=1 - 0.08 / fig_h, va="top")
         if image is not None:
-            cax = fig.add_axes((0.93, 0.15, 0.015, 0.7))
+            span = len(rows) * side + (len(rows) - 1) * gap_y
+            box = (fig_w - right + 0.15, fig_h - top - span, 0.1, span)  # inches: x, y, width, height
+            cax = fig.add_axes((box[0] / fig_w, box[1] / fig_h, box[2] / fig_w, box[3] / fig_h))
             fig.colorbar(image, cax=cax, label="|cos|")
         return save(fig, out_dir, "fig6_cos_heatmaps")
 
@@ -401,10 +444,33 @@ def fig3b_activation_vs_width(df: pd.DataFrame, out_dir: Path, *,
     exps = _experiments(df, experiments)
     relu = df.loc[df["experiment"].isin(exps) & (df["kind"] == "trained"), "activation"].eq("relu").any()
     columns = [*ACTIVATION_COLUMNS, DEAD_COLUMN] if relu else ACTIVATION_COLUMNS
+    return _bottleneck_grid(df, out_dir, exps, columns, "fig3b_activation_vs_width",
+                            "bottleneck activations on the evaluation batch; null: untrained whole models")
+
+
+def fig3c_functional_vs_width(df: pd.DataFrame, out_dir: Path, *,
+                              experiments: Sequence[str] | None = None) -> list[Path]:
+    """Figure 3b's layout for functional redundancy (``experiments/functional.py``): the share of prunable
+    units (mean ablation raises the held-out loss by less than the threshold), of redundant units (replaced
+    by their least-squares prediction from the other units), the mean held-out R² of a unit from the others,
+    and the share of the total ablation loss carried by the top 10% of units. In the linear MLP every unit is
+    affine in the scalar input, so each is an exact affine function of any other: R² = 1 and every unit is
+    redundant at every width ≥ 2, by construction."""
+    exps = _experiments(df, experiments)
+    table = _summary_of(df, exps, BOTTLENECK, [m for m, _ in FUNCTIONAL_COLUMNS])
+    if table.empty:
+        raise NoData("no functional metrics in the MLP sweeps (runs older than experiments/functional.py)")
+    return _bottleneck_grid(df, out_dir, exps, FUNCTIONAL_COLUMNS, "fig3c_functional_vs_width",
+                            "bottleneck on held-out data (fit and score on disjoint halves); null: untrained models")
+
+
+def _bottleneck_grid(df: pd.DataFrame, out_dir: Path, exps: list[str], columns: list[tuple[str, str]], name: str,
+                     note: str) -> list[Path]:
+    """Rows: experiments; columns: bottleneck metrics on fixed 0–1 axes (``RANK_METRICS`` in directions)."""
     table = _summary_of(df, exps, BOTTLENECK, [m for m, _ in columns])
     with mpl.rc_context(STYLE), sns.axes_style("whitegrid"):
         fig, axes = plt.subplots(len(exps), len(columns), figsize=(COLUMN_WIDTH * 2, 1.5 * len(exps) + 1.0),
-                                 squeeze=False, sharex=True, sharey="col")
+                                 squeeze=False, sharey="col")
         for i, exp in enumerate(exps):
             for j, (metric, label) in enumerate(columns):
                 ax = axes[i, j]
@@ -429,12 +495,12 @@ def fig3b_activation_vs_width(df: pd.DataFrame, out_dir: Path, *,
                 axes[0, j].set_ylim(0.9, max(1.3, 1.05 * float(top)))
             else:
                 axes[0, j].set_ylim(-0.04, 1.04)
-        _width_axis(axes[-1, 0], table["width"].unique().tolist(), label=False)  # shared: every width shown
+        # Not sharex (one tick locator: the last panel's widths would be everyone's): each row its experiment's.
+        _width_grid(axes, [[_swept_widths(table, exp)] * len(columns) for exp in exps])
         fig.supxlabel("bottleneck width $w$ (units)", fontsize=8)
         handles = [*_level_legend_handles(),
                    Line2D([], [], color="black", ls=":", lw=0.9, label="one direction (rank one)")]
         fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 1.0))
-        fig.text(1.0, 0.0, "bottleneck activations on the evaluation batch; null: untrained whole models",
-                 ha="right", va="top", fontsize=6)
+        fig.text(1.0, 0.0, note, ha="right", va="top", fontsize=6)
         fig.tight_layout()
-        return save(fig, out_dir, "fig3b_activation_vs_width")
+        return save(fig, out_dir, name)

@@ -37,6 +37,7 @@ from analysis.load import load_metadata
 from analysis.plotting import (
     BOTTLENECK,
     COLUMN_WIDTH,
+    FUNCTIONAL_COLUMNS,
     PALETTE,
     STYLE,
     SWEEP_PRESETS,
@@ -77,16 +78,12 @@ ACTIVATION_METRICS = [
     ("act_pc95_frac", "PCs for 95% of\nactivation variance / $w$"),
     ("act_dead_frac", "dead units\nshare of $w$"),
 ]
-# Functional redundancy (SPEC §5; Casper, Boix et al. 2021), on held-out data: shown once the runs log them.
-FUNCTIONAL_METRICS = [
-    ("prunable_frac", "prunable units (mean\nablation): share of $w$"),
-    ("redundant_frac", "redundant units (LS\nreplacement): share of $w$"),
-    ("act_r2_others_mean", "held-out $R^2$ of a unit\nfrom the others (mean)"),
-]
+# Functional redundancy (SPEC §5; Casper, Boix et al. 2021), on held-out data: the shared panels.
+FUNCTIONAL_METRICS = FUNCTIONAL_COLUMNS
 METRIC_GROUPS = [("weights", WEIGHT_METRICS), ("activations", ACTIVATION_METRICS),
                  ("functional", FUNCTIONAL_METRICS)]
 # Shares of w: a 0-based axis that does not blow a constant 0 up to the whole panel.
-FRACTION_METRICS = ("act_dead_frac", "prunable_frac", "redundant_frac")
+FRACTION_METRICS = ("act_dead_frac", "prunable_frac", "redundant_frac", "abl_top10_share")
 
 # Widths marked on the width axes, per family: the data's dimension D, the bottleneck's neighbouring hidden
 # width h (the ``channels`` column: model.hidden) and, for the CNN, its own middle width C (model.channels;
@@ -223,8 +220,10 @@ def fig11_mnist1d_redundancy_vs_width(df: pd.DataFrame, out_dir: Path, *,
     nearest-unit |cos|, the effective rank / min(w, fan-in), the source's closest pair and its pair-count-free
     companion, each unit's distance to its nearest other unit), a row of activation
     metrics on the held-out evaluation batch (:data:`ACTIVATION_METRICS`) and, once the runs log them, a row of
-    functional metrics (:data:`FUNCTIONAL_METRICS`). Each panel: trained (final) mean ± 95% CI over seeds, the
-    same seeds at init, the random null's 2.5–97.5% band and mean (``stats.summary``), on a log2 width axis
+    functional metrics (:data:`FUNCTIONAL_METRICS`: prunable and redundant shares, held-out R² from the
+    other units, the share of the ablation loss its top 10% of units carry). Each panel: trained (final)
+    mean ± 95% CI over seeds, the same seeds at init, the random null's 2.5–97.5% band and mean
+    (``stats.summary``), on a log2 width axis
     with a tick at every swept width; vertical lines mark the data's dimension D and the hidden width h = 100
     of the MLPs (the CNN: its own C = 25). A CNN's units are channels, and its weight rows are kernels over
     C × 3 inputs; its activation samples are positions × signals.

@@ -68,6 +68,8 @@ PANELS = [
     ("narrow", "act_mean_nn_abs_corr", "nearest-channel |corr|\nof activations"),
     ("narrow", "act_eff_rank_norm", "activation effective\nrank / $w$"),
     ("narrow", "act_dead_frac", "dead channels\nshare of $w$"),
+    ("narrow", "prunable_frac", "prunable channels\n(mean ablation)"),
+    ("narrow", "redundant_frac", "redundant channels\n(LS replacement)"),
     ("narrow", "mean_nn_abs_cos", "nearest-channel $|\\cos|$\nof weights"),
     ("narrow", "eff_rank_norm", "weight effective\nrank / k"),
 ]
@@ -167,7 +169,8 @@ def blocks_vs_params(df: pd.DataFrame, out_dir: Path, model: str = MODEL, *,
                 ax.margins(x=0.12)  # room for the width labels beside the outermost markers
                 if i == 0:
                     ax.set_title(label, fontsize=7)
-                if metric == "act_dead_frac":
+                shares = ("act_dead_frac", "prunable_frac", "redundant_frac")
+                if metric in shares and (rows_e["metric"] == metric).any():
                     ax.set_ylim(-0.02, max(0.2, float(np.nanmax(rows_e.loc[rows_e["metric"] == metric,
                                                                           ["end_hi", "init_hi"]].to_numpy())) * 1.1))
             _params_axis(axes[i, 0])  # the row shares its x axis: its range is final once every panel is drawn

@@ -50,6 +50,16 @@ SWEEP_PRESETS = {"mlp": "mlp_sweep", "conv": "conv_sweep", "resnet": "resnet_swe
                  "autoencoder": "autoencoder_sweep", "resnet1d": "mnist1d_resnet_sweep"}
 
 
+# Functional redundancy of a layer (experiments/functional.py; Casper, Boix et al., AAAI 2021), on held-out data:
+# one panel each in every family's redundancy-vs-width figure. All four are shares or R² in [0, 1].
+FUNCTIONAL_COLUMNS = [
+    ("prunable_frac", "prunable units (mean\nablation): share of $w$"),
+    ("redundant_frac", "redundant units (LS\nreplacement): share of $w$"),
+    ("act_r2_others_mean", "held-out $R^2$ of a unit\nfrom the others (mean)"),
+    ("abl_top10_share", "ablation loss carried by\nthe top 10% of units"),
+]
+
+
 class NoData(LookupError):
     """The results hold nothing this figure is made from."""
 
@@ -128,14 +138,47 @@ def _summary_of(df: pd.DataFrame, experiments: Sequence[str], layer: str, metric
 
 def _width_axis(ax: plt.Axes, widths: Sequence[int], label: bool = True, narrow: bool = True,
                 unit: str = "units") -> None:
-    """Log2 width axis with a tick at every width run. In a ``narrow`` panel with more than five widths only
-    every other one is labelled (counting down from the widest), so that 64, 128, 256 do not collide."""
-    widths = sorted(widths)
+    """Log2 width axis with a labelled tick at every width run and at no other width (no minor ticks). In a
+    ``narrow`` panel with more than five widths the labels stand vertically, so that 64, 128, 256 do not collide.
+
+    Panels whose x-axes are shared (``sharex``) share one tick locator, so the last call sets every panel's
+    ticks: a grid of panels takes :func:`_width_grid` instead.
+    """
+    widths = sorted({int(w) for w in widths})
     ax.set_xscale("log", base=2)
     ax.minorticks_off()
-    labelled = set(widths[::-1][::2]) if narrow and len(widths) > 5 else set(widths)
-    ax.set_xticks(widths, [str(w) if w in labelled else "" for w in widths])
+    ax.set_xticks(widths, [str(w) for w in widths])
+    if narrow and len(widths) > 5:
+        ax.tick_params(axis="x", labelrotation=90)
     ax.set_xlabel(f"bottleneck width $w$ ({unit})" if label else "")
+
+
+def _width_grid(axes: np.ndarray, widths: Sequence[Sequence[Sequence[int] | None]], label: bool = False,
+                narrow: bool = True, unit: str = "units") -> None:
+    """Width axes of a grid of panels, instead of ``sharex``: panel ``axes[i, j]`` gets ticks at exactly
+    ``widths[i][j]`` (the widths its experiment swept; ``None`` for a panel without a width axis), every panel
+    the same x range (all widths shown, with a margin), and tick labels only where the panel below in its
+    column (if any) has other widths. ``label`` writes the axis label under each panel that keeps its labels.
+    """
+    cells = [(i, j) for i in range(axes.shape[0]) for j in range(axes.shape[1])
+             if widths[i][j] is not None and axes[i, j].axison]
+    if not cells:
+        return
+    every = sorted({int(w) for i, j in cells for w in widths[i][j]})
+    for i, j in cells:
+        ax, own = axes[i, j], sorted({int(w) for w in widths[i][j]})
+        _width_axis(ax, own, label=label, narrow=narrow, unit=unit)
+        ax.set_xlim(every[0] / 1.4, every[-1] * 1.4)
+        below = next((widths[k][j] for k in range(i + 1, axes.shape[0])
+                      if widths[k][j] is not None and axes[k, j].axison), None)
+        if below is not None and sorted({int(w) for w in below}) == own:
+            ax.tick_params(axis="x", labelbottom=False)
+            ax.set_xlabel("")
+
+
+def _swept_widths(table: pd.DataFrame, experiment: str) -> list[int]:
+    """The widths ``experiment`` swept, as far as a figure's ``stats.summary`` table holds them (any metric)."""
+    return sorted({int(w) for w in table.loc[table["experiment"] == experiment, "width"]})
 
 
 def _err(mean: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -177,3 +220,15 @@ def _level_legend_handles() -> list:
 def _width_colors(widths: Sequence[int]) -> dict[int, tuple]:
     colors = sns.color_palette("viridis", len(widths))
     return dict(zip(sorted(widths), colors, strict=True))
+
+
+# One marker per width (with a colour from PALETTE), in ascending width order: see _width_styles.
+WIDTH_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
+
+
+def _width_styles(widths: Sequence[int]) -> dict[int, dict]:
+    """Line style per width, narrowest first: a colour of the qualitative colour-blind-safe ``PALETTE`` and a
+    distinct marker, so that every width stays distinguishable where lines cross (a sequential palette makes
+    neighbouring widths near-identical). Keyword arguments for ``ax.plot`` / ``Line2D``."""
+    return {w: {"color": PALETTE[k % len(PALETTE)], "marker": WIDTH_MARKERS[k % len(WIDTH_MARKERS)]}
+            for k, w in enumerate(sorted({int(w) for w in widths}))}

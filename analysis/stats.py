@@ -33,7 +33,7 @@ CI = 95.0
 NULL_BAND = (2.5, 97.5)
 
 COLUMNS = [
-    *GROUP, "n_seeds",
+    *GROUP, "n_seeds", "n_dropped",
     "init_mean", "init_lo", "init_hi",
     "end_mean", "end_lo", "end_hi",
     "change_mean", "change_lo", "change_hi", "wilcoxon_p",
@@ -131,7 +131,9 @@ def paired_values(df: pd.DataFrame) -> pd.DataFrame:
 def summary(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd.DataFrame:
     """The SPEC §3 tests for every (experiment, model, activation, protocol, width, layer, metric).
 
-    Columns (see :data:`COLUMNS`): ``n_seeds`` paired replicates; ``init_*``/``end_*``: mean over seeds at
+    Columns (see :data:`COLUMNS`): ``n_seeds`` paired replicates, ``n_dropped`` the replicates the configuration
+    ran at that width that have no finite pair for this metric (e.g. a correlation of a seed whose units all died);
+    ``init_*``/``end_*``: mean over seeds at
     epoch 0 / at the last epoch with 95% bootstrap CI; ``change_*``: paired end − init, its CI and
     ``wilcoxon_p``; ``null_mean``, ``null_lo``/``null_hi`` (2.5/97.5 percentiles of the untrained null of
     the same experiment, width, layer and metric), ``init_null_pct``/``end_null_pct`` (median over seeds of
@@ -142,6 +144,10 @@ def summary(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd
     pairs = paired_values(df)
     if pairs.empty:
         return pd.DataFrame({c: pd.Series(dtype=object if c in GROUP else float) for c in COLUMNS})
+    # Replicates each configuration ran at each width (any metric at epoch 0): a paired test that keeps fewer
+    # seeds (a metric undefined for some, e.g. every unit dead) reports how many it dropped.
+    started = df[(df["kind"] == "trained") & (df["epoch"] == 0)][[*GROUP[:-2], "run_id", "seed"]].drop_duplicates()
+    replicates = started.groupby(GROUP[:-2], observed=True, sort=False).size().to_dict()
     null = df[(df["kind"] == "null") & ~df["metric"].isin(INDEX_METRICS)]
     null_by_group = {k: np.sort(g["value"].to_numpy(dtype=float)) for k, g in null.groupby(GROUP, sort=False)}
     records = []
@@ -151,7 +157,7 @@ def summary(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd
         lo, hi = bootstrap_mean_ci(vals, n_boot=n_boot, seed=seed)
         mean = vals.mean(axis=0)
         rec = dict(zip(GROUP, key, strict=True))
-        rec.update(n_seeds=len(pos),
+        rec.update(n_seeds=len(pos), n_dropped=int(replicates.get(tuple(key[:-2]), len(pos))) - len(pos),
                    init_mean=mean[0], init_lo=lo[0], init_hi=hi[0],
                    end_mean=mean[1], end_lo=lo[1], end_hi=hi[1],
                    change_mean=mean[2], change_lo=lo[2], change_hi=hi[2],
@@ -168,7 +174,7 @@ def summary(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd
             rec.update(n_null=0)
         records.append(rec)
     out = pd.DataFrame.from_records(records).reindex(columns=COLUMNS)
-    out = out.astype({"n_seeds": "int64", "n_null": "int64", "width": "int64"})
+    out = out.astype({"n_seeds": "int64", "n_dropped": "int64", "n_null": "int64", "width": "int64"})
     return out.sort_values(GROUP, kind="stable").reset_index(drop=True)
 
 
@@ -224,8 +230,9 @@ def write_summary(df: pd.DataFrame, out_dir: str | Path = DEFAULT_ROOT / "tables
     csv, md = out_dir / "summary.csv", out_dir / "summary.md"
     table.to_csv(csv, index=False)
     header = (
-        "Summary of every metric across seeds (SPEC §3). init/end: mean over seeds at epoch 0 / last epoch "
-        "with 95% bootstrap CI; change: paired end − init with CI and Wilcoxon signed-rank p; null: "
+        "Summary of every metric across seeds (SPEC §3). n_seeds: paired seeds used; n_dropped: seeds the "
+        "configuration ran at that width without a value for the metric. init/end: mean over seeds at epoch 0 / "
+        "last epoch with 95% bootstrap CI; change: paired end − init with CI and Wilcoxon signed-rank p; null: "
         "2.5–97.5% band of untrained draws of the same layer shape; *_null_pct: median percentile of the "
         "seeds in the null; frac_outside_null: share of seeds ending outside the null band.\n\n")
     md.write_text(header + summary_markdown(table))

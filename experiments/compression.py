@@ -14,15 +14,18 @@ max_g sigma_{j+1}(W_g) / ||W||_2, equal to the exact error for k = 1 and a lower
 upper bound multiplies it by sqrt(k)). The allocator searches with the proxy, as the reference does; every
 reported error is exact.
 
-Global step (:func:`alds`). For a target keep ratio (kept / original weights of the compressible layers):
-for fixed k's, one error threshold shared by all layers is found by a search over the candidate errors so
-that the budget is met (each layer takes the smallest j under it); then each layer re-picks the k with the
-smallest error at its own parameter budget; this repeats until nothing changes, from several fixed starting
-k's; of every allocation visited, the one with the smallest largest exact error wins (so ALDS is never worse
-than its own k = 1 threshold allocation, which is the best max-error allocation with k = 1). Baselines at the
-same budget: ``uniform``
-(k = 1, the same rank fraction everywhere), ``svd_energy`` (k = 1, one threshold on the discarded share of
-the squared singular values) and ``best_k`` (the best single k for all layers, by the same threshold search).
+Global step (:func:`alds`). For a target keep ratio (kept / original weights of the compressible layers), the
+budget is the integer ``floor(keep_ratio * original)`` (the ratio read as the decimal it is written as), and
+every allocator keeps at most that many weights; when even rank 1 with k = 1 in every layer (the smallest
+allocation there is) keeps more, it raises :class:`BudgetError` instead. For fixed k's, one error threshold
+shared by all layers is found by a search over the candidate errors so that the budget is met (each layer takes
+the smallest j under it; k's whose rank-1 allocation is over budget have none); then each layer re-picks, among
+the k's it can afford, the one with the smallest error at its own parameter budget; this repeats until nothing
+changes, from several fixed starting k's; of every allocation visited (all within budget), the one with the
+smallest largest exact error wins (so ALDS is never worse than its own k = 1 threshold allocation, which is the
+best max-error allocation with k = 1). Baselines at the same budget: ``uniform`` (k = 1, the same rank fraction
+everywhere), ``svd_energy`` (k = 1, one threshold on the discarded share of the squared singular values) and
+``best_k`` (the best single k for all layers, by the same threshold search).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -187,6 +191,35 @@ def original(layers: Sequence[LayerSVD]) -> int:
     return sum(layer.original for layer in layers)
 
 
+class BudgetError(ValueError):
+    """No allocation keeps within the budget: rank 1 with k = 1 in every layer already keeps more."""
+
+
+def budget_of(layers: Sequence[LayerSVD], keep_ratio: float) -> int:
+    """The weight budget of ``keep_ratio``: floor(keep_ratio * original), exact (0.03 is read as 3/100, not as
+    its binary float, so 0.03 of 100 weights is 3, not 2)."""
+    return math.floor(Fraction(repr(float(keep_ratio))) * original(layers))
+
+
+def min_kept(layers: Sequence[LayerSVD]) -> int:
+    """The fewest weights any allocation keeps: rank 1 in every layer with k = 1 (j (k f + c k1 k2) grows with
+    k), capped at the original count of a layer that would not shrink."""
+    return sum(min(layer.params(k, 1) for k in layer.ks) for layer in layers)
+
+
+def min_keep_ratio(layers: Sequence[LayerSVD]) -> float:
+    return min_kept(layers) / original(layers)
+
+
+def check_budget(layers: Sequence[LayerSVD], budget: float, keep_ratio: float | None = None) -> None:
+    """Raise :class:`BudgetError` when no allocation keeps at most ``budget`` weights."""
+    least, total = min_kept(layers), original(layers)
+    if least > budget:
+        ratio = keep_ratio if keep_ratio is not None else budget / total
+        raise BudgetError(f"keep_ratio {ratio:g} (a budget of {math.floor(budget)} of {total} weights) is below the "
+                          f"minimum achievable keep ratio {least / total:.6g} (rank 1 in every layer keeps {least})")
+
+
 def _smallest_j(layer: LayerSVD, k: int, eps: float) -> int:
     """Smallest j >= 1 whose proxy error is <= eps (the full rank at worst)."""
     errors = layer.proxy[k][1:]  # j = 1..r, non-increasing
@@ -194,9 +227,10 @@ def _smallest_j(layer: LayerSVD, k: int, eps: float) -> int:
     return int(below[0]) + 1 if below.size else layer.max_rank(k)
 
 
-def threshold_allocation(layers: Sequence[LayerSVD], ks: dict[str, int], budget: float) -> Allocation:
+def threshold_allocation(layers: Sequence[LayerSVD], ks: dict[str, int], budget: float) -> Allocation | None:
     """For fixed k's, the smallest shared proxy-error threshold whose allocation (each layer the smallest j
-    under it) keeps at most ``budget`` weights; j = 1 everywhere when even that is over budget."""
+    under it) keeps at most ``budget`` weights; ``None`` when even j = 1 everywhere (the largest threshold) is
+    over budget with these k's."""
     candidates = np.unique(np.concatenate([layer.proxy[ks[layer.name]][1:] for layer in layers]))
 
     def alloc_at(eps: float) -> Allocation:
@@ -204,7 +238,7 @@ def threshold_allocation(layers: Sequence[LayerSVD], ks: dict[str, int], budget:
 
     lo, hi = 0, len(candidates) - 1  # params are non-increasing in eps: find the first candidate within budget
     if kept(layers, alloc_at(candidates[hi])) > budget:
-        return alloc_at(candidates[hi])
+        return None
     while lo < hi:
         mid = (lo + hi) // 2
         if kept(layers, alloc_at(candidates[mid])) <= budget:
@@ -214,11 +248,15 @@ def threshold_allocation(layers: Sequence[LayerSVD], ks: dict[str, int], budget:
     return alloc_at(candidates[lo])
 
 
-def _best_k_at_budget(layer: LayerSVD, budget: int) -> int:
-    """The k whose largest affordable rank within ``budget`` weights has the smallest proxy error."""
-    best, best_err = layer.ks[0], math.inf
+def _best_k_at_budget(layer: LayerSVD, budget: int, current: int) -> int:
+    """The k whose largest affordable rank within ``budget`` weights has the smallest proxy error; a k that cannot
+    afford even rank 1 is not a candidate (its (k, 1) would be over budget, not intact). ``current`` (the k whose
+    allocation set the budget, hence affordable) when no k is."""
+    best, best_err = current, math.inf
     for k in layer.ks:
         j = max(1, min(layer.max_rank(k), budget // (k * layer.f + layer.c * layer.taps)))
+        if layer.params(k, j) > budget:
+            continue
         err = proxy_error(layer, k, j)
         if err < best_err - 1e-15:
             best, best_err = k, err
@@ -231,11 +269,16 @@ def max_exact_error(layers: Sequence[LayerSVD], alloc: Allocation) -> float:
 
 def alds(layers: Sequence[LayerSVD], budget: float, starts: Sequence[int] = ALDS_STARTS,
          rounds: int = ALDS_ROUNDS) -> Allocation:
-    """ALDS's global search (module docstring); returns the allocation with the smallest largest exact error."""
+    """ALDS's global search (module docstring); returns the allocation within ``budget`` with the smallest largest
+    exact error. A start whose k's cannot afford rank 1 everywhere has no allocation and is skipped (the k = 1
+    start always has one when any allocation does)."""
+    check_budget(layers, budget)
     best, best_err = None, math.inf
 
-    def consider(alloc: Allocation) -> None:
+    def consider(alloc: Allocation | None) -> None:
         nonlocal best, best_err
+        if alloc is None or kept(layers, alloc) > budget:
+            return
         err = max_exact_error(layers, alloc)
         if best is None or err < best_err - 1e-12 or (abs(err - best_err) <= 1e-12 and kept(layers, alloc) <
                                                        kept(layers, best)):
@@ -245,25 +288,37 @@ def alds(layers: Sequence[LayerSVD], budget: float, starts: Sequence[int] = ALDS
         ks = {layer.name: max(k for k in layer.ks if k <= start) for layer in layers}
         for _ in range(rounds):
             alloc = threshold_allocation(layers, ks, budget)
+            if alloc is None:  # only a start can be over budget: re-picked k's afford their own budgets
+                break
             consider(alloc)  # every allocation visited is a candidate: the proxy only guides the search
-            new = {layer.name: _best_k_at_budget(layer, layer.params(*alloc[layer.name])) for layer in layers}
+            new = {layer.name: _best_k_at_budget(layer, layer.params(*alloc[layer.name]), alloc[layer.name][0])
+                   for layer in layers}
             if new == ks:
                 break
             ks = new
-        consider(threshold_allocation(layers, ks, budget))
-    assert best is not None
+        else:
+            consider(threshold_allocation(layers, ks, budget))
+    if best is None:
+        raise BudgetError(f"alds: no start found an allocation within {math.floor(budget)} weights")
     return best
 
 
 def best_single_k(layers: Sequence[LayerSVD], budget: float, candidates: Sequence[int] = (1, 2, 4, 8)) -> Allocation:
-    """One k for every layer (the largest divisor of its channels not above it), the best of ``candidates``."""
+    """One k for every layer (the largest divisor of its channels not above it), the best of ``candidates`` whose
+    allocation is within budget (a k that cannot afford rank 1 everywhere has none)."""
+    check_budget(layers, budget)
     allocs = [threshold_allocation(layers, {layer.name: max(k for k in layer.ks if k <= c) for layer in layers}, budget)
               for c in candidates]
+    allocs = [a for a in allocs if a is not None and kept(layers, a) <= budget]
+    if not allocs:
+        raise BudgetError(f"best_k: no k in {list(candidates)} has an allocation within {math.floor(budget)} weights")
     return min(allocs, key=lambda a: (max_exact_error(layers, a), kept(layers, a)))
 
 
 def _search_fraction(layers: Sequence[LayerSVD], budget: float, ranks) -> Allocation:
-    """Bisect a scalar t in [0, 1] for the largest allocation ``ranks(t)`` within budget (k = 1)."""
+    """Bisect a scalar t in [0, 1] for the largest allocation ``ranks(t)`` within budget (k = 1); ``ranks(0)`` is
+    rank 1 everywhere, the smallest allocation, so the result is within budget whenever any allocation is."""
+    check_budget(layers, budget)
     lo, hi = 0.0, 1.0
     for _ in range(60):
         mid = (lo + hi) / 2
@@ -271,7 +326,10 @@ def _search_fraction(layers: Sequence[LayerSVD], budget: float, ranks) -> Alloca
             lo = mid
         else:
             hi = mid
-    return ranks(lo)
+    alloc = ranks(lo)
+    if kept(layers, alloc) > budget:
+        raise BudgetError(f"no allocation of this family within {math.floor(budget)} weights")
+    return alloc
 
 
 def uniform(layers: Sequence[LayerSVD], budget: float) -> Allocation:
@@ -299,10 +357,14 @@ def svd_energy(layers: Sequence[LayerSVD], budget: float) -> Allocation:
 
 
 def allocate(method: str, layers: Sequence[LayerSVD], keep_ratio: float) -> Allocation:
-    """The allocation of ``method`` keeping at most ``keep_ratio`` of the layers' weights (where possible)."""
+    """The allocation of ``method`` keeping at most ``budget_of(layers, keep_ratio)`` weights; raises
+    :class:`BudgetError` (a ``ValueError``) naming the minimum achievable keep ratio when no allocation can."""
     if not 0.0 < keep_ratio <= 1.0:
         raise ValueError(f"keep_ratio must be in (0, 1], got {keep_ratio}")
-    budget = keep_ratio * original(layers)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r} (allowed: {', '.join(METHODS)})")
+    budget = budget_of(layers, keep_ratio)
+    check_budget(layers, budget, keep_ratio)
     if method == "alds":
         return alds(layers, budget)
     if method == "uniform":

@@ -1,19 +1,22 @@
 """``experiment=compression``: low-rank compression (experiments/compression.py) of trained runs, as one pure function.
 
 For every source (a preset and overrides, e.g. ``resnet_sweep:model.block=basic,width=8``) the run composes the
-source's config, trains it if its results are absent (``experiments.experiment.run`` skips a complete run), and
+source's config, trains it if its results are absent (``experiments.training_run.run`` skips a complete run), and
 loads its saved initial and final weights. For the first ``compression.replicates`` replicates and both stages
 (``initial``, ``final`` weights) it compresses one replicate as a plain module with every method at every keep
 ratio and logs, to the results contract (``kind = compressed``, with ``method``, ``keep_ratio`` and ``stage``):
 
 - per compressible layer: ``k``, ``j``, ``intact`` (1 when left whole), ``rel_error`` (exact), ``rel_error_proxy``,
   ``params_kept`` and ``params_original``;
-- per model (``layer = model``): ``max_rel_error``, ``keep_ratio_achieved``, and the task's evaluation
+- per model (``layer = model``): ``max_rel_error``, ``keep_ratio_achieved`` (kept / original weights of the
+  compressible layers, as the allocator counts them: never above ``keep_ratio``), and the task's evaluation
   (``eval_loss``; ``test_accuracy`` and ``train_accuracy`` for classifiers) of the compressed model, and, at the
   keep ratios in ``compression.finetune_ratios`` for final weights, the same after ``finetune_epochs`` epochs of
   the source's optimiser (metrics suffixed ``_finetuned``). Rows with ``method = none`` are the uncompressed model,
   and per layer ``rel_error_at_25pct_rank``/``_50pct_rank``: the error of the layer's best approximation at a
-  quarter and half of its rank (k = 1), which compares layers of different widths on their own.
+  quarter and half of its rank (k = 1), which compares layers of different widths on their own, and per model
+  ``keep_ratio_min``, the smallest keep ratio any allocation reaches (rank 1 in every layer). A keep ratio below
+  it has no allocation within budget: it is logged and has no rows for that replicate and stage.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from experiments import config as C
 from experiments import data, results
 from experiments.families import FAMILIES, family, run_columns, task_of
 from experiments.train import make_optimizer, minibatches
+from experiments.training_run import run as run_training
 
 log = logging.getLogger(__name__)
 NAME = "compression"
@@ -149,9 +153,18 @@ def compress_replicate(src: DictConfig, module: nn.Module, batches: data.Data, z
             rows.append({"layer": layer.name, "metric": f"rel_error_at_{pct}pct_rank",
                          "value": float(layer.proxy[1][j]), "method": "none", "keep_ratio": 1.0})
     total = Z.original(layers)
+    rows.append({"layer": "model", "metric": "keep_ratio_min", "value": Z.min_keep_ratio(layers), "method": "none",
+                 "keep_ratio": 1.0})
+    ratios = []  # the keep ratios some allocation meets
+    for keep in map(float, zcfg.keep_ratios):
+        try:
+            Z.check_budget(layers, Z.budget_of(layers, keep), keep)
+            ratios.append(keep)
+        except Z.BudgetError as err:
+            log.warning("%s (%s weights): keep ratio skipped: %s", src.model.name, stage, err)
     for method in zcfg.methods:
-        for keep in zcfg.keep_ratios:
-            alloc = Z.allocate(method, layers, float(keep))
+        for keep in ratios:
+            alloc = Z.allocate(method, layers, keep)
             out = []
             for layer in layers:
                 k, j = alloc[layer.name]
@@ -175,8 +188,6 @@ def compress_replicate(src: DictConfig, module: nn.Module, batches: data.Data, z
 
 def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame:
     """Compress the sources' trained replicates; write one results file (``results/runs/compression/<id>``)."""
-    from experiments.experiment import run as run_training
-
     root = Path(results_root if results_root is not None else cfg.results_dir)
     sources = validate(OmegaConf.merge(cfg, {"results_dir": str(root)}))
     rid = C.run_id(cfg)

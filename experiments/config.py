@@ -12,14 +12,12 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO_ROOT / "conf"
+from experiments.paths import CONF_DIR, REPO_ROOT  # re-exported: callers import them from here
 
 OPTIMIZERS = ("adam",)
 PROTOCOLS = ("source", "clean")
@@ -82,6 +80,15 @@ class CompressionConfig:
 
 
 @dataclass
+class FunctionalConfig:
+    """The functional redundancy metrics (experiments/functional.py) of every family's ``functional_layers``."""
+
+    samples: int = 256          # held-out examples they use: the first ones of the evaluation batch, in two halves
+    threshold: float = 0.01     # prunable / redundant: the loss rises by less than this share of itself
+    null_samples: int = 20      # untrained whole models for their null (each costs a model's worth of ablations)
+
+
+@dataclass
 class Config:
     name: str = "source"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -97,6 +104,7 @@ class Config:
     device: str = "cpu"
     ensemble: str = "auto"     # how non-MLP replicates run: auto (the family's own), loop, vmap or stack
     compression: CompressionConfig = field(default_factory=CompressionConfig)
+    functional: FunctionalConfig = field(default_factory=FunctionalConfig)
     results_dir: str = str(REPO_ROOT / "results")
     overwrite: bool = False
     progress: bool | None = None
@@ -166,6 +174,11 @@ def validate(cfg: DictConfig | Config) -> None:
         _require(input_dim(cfg) == features(cfg.data), "model.input_dim",
                  f"{cfg.model.input_dim} does not match data '{cfg.data.name}' ({features(cfg.data)} features "
                  "per example; null takes the data's)")
+    _require(cfg.functional.samples >= 4, "functional.samples",
+             f"must be >= 4 (two halves of at least two examples), got {cfg.functional.samples}")
+    _require(cfg.functional.threshold > 0, "functional.threshold", f"must be > 0, got {cfg.functional.threshold}")
+    _require(cfg.functional.null_samples >= 0, "functional.null_samples",
+             f"must be >= 0, got {cfg.functional.null_samples}")
     _one_of(cfg.optim.name, "optim", OPTIMIZERS)
     _one_of(cfg.device, "device", DEVICES)
     _one_of(cfg.ensemble, "ensemble", ENSEMBLE_MODES)

@@ -42,24 +42,71 @@ from experiments.models import LayerSpec
 MODES = ("loop", "vmap", "stack")
 
 
+class Substitution:
+    """Replace one layer's output during a forward pass by a batch of K variants of it (functional metrics).
+
+    Variant k is the layer's output with unit ``units[k]`` replaced by ``values[:, k]``: ``values`` is
+    (R, K, N, *positions) for the layer's output (R, N, C, *positions) (replicate r's slice when the replicates run
+    one at a time, ``replicate`` = r). The variants go variant-major into the batch, (…, K·N, …): every later layer
+    runs on K·N examples, and a tensor computed before the layer and used after it (a residual shortcut) must pass
+    through :meth:`Replica.carry`, which repeats it K times.
+    """
+
+    def __init__(self, layer: str, values: torch.Tensor, units: torch.Tensor, replicate: int | None = None) -> None:
+        self.layer, self.values, self.units, self.replicate = layer, values, units, replicate
+        self.variants: int | None = None
+
+    def apply(self, h: torch.Tensor) -> torch.Tensor:
+        stacked = self.replicate is None
+        h = h if stacked else h.unsqueeze(0)
+        vals = self.values if stacked else self.values[self.replicate:self.replicate + 1]
+        r, n, k = h.shape[0], h.shape[1], len(self.units)
+        v = h.unsqueeze(1).expand(r, k, *h.shape[1:]).clone()
+        v.transpose(2, 3)[:, torch.arange(k, device=h.device), self.units.to(h.device)] = vals.to(h.dtype)
+        out = v.reshape(r, k * n, *h.shape[2:])
+        self.variants = k
+        out = out if stacked else out.squeeze(0)
+        return out.contiguous(memory_format=torch.channels_last) if out.dim() == 4 else out
+
+    def expand(self, t: torch.Tensor) -> torch.Tensor:
+        if self.variants is None:  # the substituted layer has not run yet: nothing to repeat
+            return t
+        axis = 1 if self.replicate is None else 0
+        shape = list(t.shape)
+        out = t.unsqueeze(axis).expand(*shape[:axis], self.variants, *shape[axis:])
+        out = out.reshape(*shape[:axis], self.variants * shape[axis], *shape[axis + 1:])
+        return out.contiguous(memory_format=torch.channels_last) if out.dim() == 4 else out
+
+
 class Replica(nn.Module):
     """One replicate of a family. ``weight_layers`` names the ``nn.Linear``/``nn.Conv2d`` submodules (by attribute
     path) whose weights get every weight metric and a null; ``activation_layers`` those whose outputs get the
     activation metrics: ``forward`` passes each such output, as its units emit it (after the nonlinearity, or
     the BatchNorm and ReLU that follow), through :meth:`record`, so that :meth:`Ensemble.activations` can
-    collect it."""
+    collect it. ``functional_layers`` (a subset of ``activation_layers``: the bottleneck-like layers) also get the
+    functional metrics (``experiments.functional``: ablation, compensation, linear predictability); a tensor that
+    skips over one of them (a residual shortcut) must be passed through :meth:`carry`."""
 
     weight_layers: tuple[str, ...] = ()
     activation_layers: tuple[str, ...] = ()
+    functional_layers: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         super().__init__()
         self._recording: dict[str, torch.Tensor] | None = None
+        self._substitution: Substitution | None = None
 
     def record(self, name: str, h: torch.Tensor) -> torch.Tensor:
         if self._recording is not None:
             self._recording[name] = h
+        if self._substitution is not None and name == self._substitution.layer:
+            return self._substitution.apply(h)
         return h
+
+    def carry(self, h: torch.Tensor) -> torch.Tensor:
+        """``h`` as the layers after a substituted one need it: repeated for every variant (see
+        :class:`Substitution`); ``h`` itself in every ordinary forward pass."""
+        return h if self._substitution is None else self._substitution.expand(h)
 
 
 def as_units(h: torch.Tensor) -> torch.Tensor:
@@ -186,25 +233,62 @@ class Ensemble(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         return torch.stack([functional_call(self.template, state, (x,)) for state in self._replica_states()])
 
+    @property
+    def functional_layers(self) -> tuple[str, ...]:
+        return self.template.functional_layers
+
+    @property
+    def replicates_together(self) -> bool:
+        """Whether one pass computes every replicate (``stack``), or a loop one replicate at a time."""
+        return self.mode == "stack"
+
     @torch.no_grad()
-    def activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Each studied layer's output on ``x`` for every replicate, as (R, samples, units) (no gradient)."""
+    def recorded(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each studied layer's output on ``x`` for every replicate in its own layout, (R, N, C, ...) (no
+        gradient)."""
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        collected: dict[str, list[torch.Tensor]] = {name: [] for name in self.activation_layers}
         if self.mode == "stack":
             try:
                 self.template._recording = {}
                 functional_call(self.template, {**self._params, **self._buffers_}, (x,))
-                return {name: as_units_stacked(self.template._recording[name]) for name in collected}
+                return {name: self.template._recording[name] for name in self.activation_layers}
             finally:
                 self.template._recording = None
+        collected: dict[str, list[torch.Tensor]] = {name: [] for name in self.activation_layers}
         try:
             for state in self._replica_states():
                 self.template._recording = {}
                 functional_call(self.template, state, (x,))
                 for name in collected:
-                    collected[name].append(as_units(self.template._recording[name]))
+                    collected[name].append(self.template._recording[name])
         finally:
             self.template._recording = None
         return {name: torch.stack(parts) for name, parts in collected.items()}
+
+    @torch.no_grad()
+    def activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each studied layer's output on ``x`` for every replicate, as (R, samples, units) (no gradient)."""
+        return {name: as_units_stacked(h) for name, h in self.recorded(x).items()}
+
+    @torch.no_grad()
+    def forward_with(self, x: torch.Tensor, layer: str, values: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+        """The forward pass with ``layer``'s output replaced by a batch of variants, variant k with unit ``units[k]``
+        set to ``values[:, k]`` (see :class:`Substitution`): (R, K·N, ...). Stacked models make one pass; the others
+        one per replicate (the ``vmap`` mode runs its replicates one at a time here)."""
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.mode == "stack":
+            try:
+                self.template._substitution = Substitution(layer, values, units)
+                return functional_call(self.template, {**self._params, **self._buffers_}, (x,))
+            finally:
+                self.template._substitution = None
+        outs = []
+        try:
+            for r, state in enumerate(self._replica_states()):
+                self.template._substitution = Substitution(layer, values, units, r)
+                outs.append(functional_call(self.template, state, (x,)))
+        finally:
+            self.template._substitution = None
+        return torch.stack(outs)

@@ -46,6 +46,7 @@ class ConvIdentity(Replica):
 
     weight_layers = ("hidden", "bottleneck", "head")
     activation_layers = ("hidden", "bottleneck")
+    functional_layers = ("bottleneck",)
 
     def __init__(self, width: int, hidden: int = 32, activation: str = "none") -> None:
         super().__init__()
@@ -81,6 +82,7 @@ class DigitsResNet(Replica):
     """
 
     activation_layers = ("reduce", "middle")
+    functional_layers = ("reduce", "middle")
 
     def __init__(self, width: int, channels: int = 64, block: str = "basic", classes: int = 10) -> None:
         super().__init__()
@@ -93,7 +95,7 @@ class DigitsResNet(Replica):
             self.reduce, self.reduce_bn = _conv_bn(c, w, 3)
             self.expand, self.expand_bn = _conv_bn(w, c, 3)
             self.weight_layers = ("stem", "reduce", "expand", "fc")
-            self.activation_layers = ("reduce",)
+            self.activation_layers = self.functional_layers = ("reduce",)
         else:
             self.reduce, self.reduce_bn = _conv_bn(c, w, 1)
             self.middle, self.middle_bn = _conv_bn(w, w, 3)
@@ -106,7 +108,7 @@ class DigitsResNet(Replica):
         z = self.record("reduce", F.relu(self.reduce_bn(self.reduce(h))))
         if self.block == "bottleneck":
             z = self.record("middle", F.relu(self.middle_bn(self.middle(z))))
-        h = F.relu(self.expand_bn(self.expand(z)) + h)
+        h = F.relu(self.expand_bn(self.expand(z)) + self.carry(h))
         return self.fc(h.mean(dim=(2, 3)))
 
 

@@ -110,6 +110,8 @@ class ReplicatedMLP(nn.Module):
     """
 
     activation_layers = ("hidden", "bottleneck")
+    functional_layers = ("bottleneck",)
+    variant_footprint = 2  # elements per variant example in forward_with: the output and one difference
 
     def __init__(self, layers: list[LayerSpec], inits: list[dict[str, tuple[torch.Tensor, torch.Tensor]]],
                  activation: str = "none") -> None:
@@ -156,6 +158,24 @@ class ReplicatedMLP(nn.Module):
         record: dict[str, torch.Tensor] = {}
         self._forward(x, record)
         return {name: record[name] for name in self.activation_layers}
+
+    recorded = activations  # the layers' own layout is already (R, N, units)
+
+    @torch.no_grad()
+    def forward_with(self, x: torch.Tensor, layer: str, values: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+        """The outputs (R, K·N, 1) with ``layer``'s output unit ``units[k]`` set to ``values[:, k]`` (R, K, N) in
+        variant k (``experiments.ensemble.Substitution``). Only the head follows a studied layer here, and it is
+        affine: variant k's output is the plain output plus (value − activation) times the head's weight of that
+        unit, all variants at once, never a copy of the layer per variant."""
+        names = [spec.name for spec in self.specs]
+        if names.index(layer) != len(names) - 2:
+            raise ValueError(f"functional metrics need the layer before the head, got {layer!r}")
+        record: dict[str, torch.Tensor] = {}
+        out = self._forward(x, record)                               # (R, N, 1)
+        h = record[layer][:, :, units].movedim(2, 1)                 # (R, K, N)
+        w = self.weights[names[-1]][:, 0, :][:, units]               # (R, K): the head's weight of each unit
+        shifted = out.unsqueeze(1) + ((values.to(h.dtype) - h) * w[:, :, None]).unsqueeze(-1)
+        return shifted.reshape(out.shape[0], -1, out.shape[-1])
 
 
 def build_mlp(width: int, seeds: list[int], protocol: str = "source", activation: str = "none",

@@ -35,6 +35,7 @@ class MLPClassifier(Replica):
 
     weight_layers = ("hidden", "bottleneck", "expand", "head")
     activation_layers = ("hidden", "bottleneck", "expand")
+    functional_layers = ("bottleneck",)
 
     def __init__(self, width: int, hidden: int = 100, inputs: int = MNIST1D_LENGTH, classes: int = CLASSES) -> None:
         super().__init__()
@@ -62,6 +63,7 @@ class Autoencoder(Replica):
 
     weight_layers = ("hidden", "bottleneck", "expand", "head")
     activation_layers = ("hidden", "bottleneck", "expand")
+    functional_layers = ("bottleneck",)
 
     def __init__(self, width: int, hidden: int = 100, inputs: int = MNIST1D_LENGTH, flatten: int = 1) -> None:
         super().__init__()
@@ -90,6 +92,7 @@ class CNN1d(Replica):
 
     weight_layers = ("hidden", "bottleneck", "expand", "head")
     activation_layers = ("hidden", "bottleneck", "expand")
+    functional_layers = ("bottleneck",)
 
     def __init__(self, width: int, channels: int = 25, length: int = MNIST1D_LENGTH, classes: int = CLASSES) -> None:
         super().__init__()
@@ -137,10 +140,10 @@ class ResNet1d(Replica):
         if block == "bottleneck":
             self.middle, self.middle_bn = Conv1d(w, w, 3, padding=1, bias=False), BatchNorm1d(w)
             self.weight_layers = ("stem", "reduce", "middle", "expand", "fc")
-            self.activation_layers = ("reduce", "middle")
+            self.activation_layers = self.functional_layers = ("reduce", "middle")
         else:
             self.weight_layers = ("stem", "reduce", "expand", "fc")
-            self.activation_layers = ("reduce",)
+            self.activation_layers = self.functional_layers = ("reduce",)
         self.expand, self.expand_bn = Conv1d(w, c, k_outer, padding=k_outer // 2, bias=False), BatchNorm1d(c)
         self.fc = Linear(c * pooled, classes)
 
@@ -149,7 +152,7 @@ class ResNet1d(Replica):
         z = self.record("reduce", F.relu(self.reduce_bn(self.reduce(h))))
         if self.block == "bottleneck":
             z = self.record("middle", F.relu(self.middle_bn(self.middle(z))))
-        h = F.relu(self.expand_bn(self.expand(z)) + h)
+        h = F.relu(self.expand_bn(self.expand(z)) + self.carry(h))
         pooled = h.unflatten(-1, (self.pooled, self.positions // self.pooled)).mean(-1)
         return self.fc(pooled.flatten(-2))
 
@@ -174,6 +177,7 @@ class ReferenceMLP(Replica):
 
     weight_layers = ("hidden", "middle", "head")
     activation_layers = ("hidden", "middle")
+    functional_layers = ("middle",)
 
     def __init__(self, hidden: int = 100, inputs: int = MNIST1D_LENGTH, classes: int = CLASSES) -> None:
         super().__init__()
@@ -183,5 +187,5 @@ class ReferenceMLP(Replica):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.record("hidden", F.relu(self.hidden(x)))
-        h = h + self.record("middle", F.relu(self.middle(h)))
-        return self.head(h)
+        m = self.record("middle", F.relu(self.middle(h)))
+        return self.head(self.carry(h) + m)

@@ -8,12 +8,14 @@ so they get fresh, untrained initialisations of the whole model, built by the fa
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
+from experiments.functional import functional_metrics
 from experiments.metrics import activation_metrics, weight_metrics
 from experiments.models import LayerSpec, linear_init_bound
 from experiments.train import RowBuffer
@@ -51,18 +53,35 @@ def null_model_seeds(null_seed: int, samples: int) -> list[int]:
 
 
 def activation_null_rows(build: Callable[[Sequence[int]], torch.nn.Module], x: torch.Tensor, samples: int,
-                         null_seed: int, chunk: int = 50) -> RowBuffer:
-    """Activation metrics of ``samples`` untrained models on the evaluation batch ``x`` (epoch 0 rows).
+                         null_seed: int, chunk: int = 50, functional=None, y: torch.Tensor | None = None,
+                         task=None) -> tuple[RowBuffer, float]:
+    """Activation metrics of ``samples`` untrained models on the evaluation batch ``x`` (epoch 0 rows), and the
+    functional metrics (``experiments.functional``) of the first ``functional.null_samples`` of them on its first
+    ``functional.samples`` examples (targets ``y``, ``task``'s loss). Returns the rows and the seconds the
+    functional metrics took (with the rebuilds they need), for the run's metadata.
 
     ``build(seeds)`` is the family's replicated-model builder; models are built and measured ``chunk`` at a
     time, in eval mode (BatchNorm then uses its initial running statistics: an untrained model as it would
     be evaluated). ``seed`` holds the sample index.
     """
     rows = RowBuffer()
+    functional_seconds = 0.0
     seeds = null_model_seeds(null_seed, samples)
+    n_functional = min(samples, int(functional.null_samples)) if functional is not None else 0
+    k = int(functional.samples) if functional is not None else 0
     for start in range(0, samples, chunk):
         model = build(seeds[start:start + chunk]).to(x.device).eval()
         for layer, acts in model.activations(x).items():
             rows.add(0, layer, activation_metrics(acts), np.arange(start, start + acts.shape[0]))
+        m = min(chunk, n_functional - start)
+        if m > 0 and getattr(model, "functional_layers", ()):
+            t0 = time.perf_counter()
+            if m < model.replicates:  # only the first models of this chunk: rebuild just those (the same draws)
+                model = build(seeds[start:start + m]).to(x.device).eval()
+            measured = functional_metrics(model, x[:k], y[:k], task, tuple(model.functional_layers),
+                                          float(functional.threshold))
+            for layer, values in measured.items():
+                rows.add(0, layer, values, np.arange(start, start + m))
+            functional_seconds += time.perf_counter() - t0
         del model
-    return rows
+    return rows, functional_seconds

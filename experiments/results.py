@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import torch
 from safetensors.torch import save_file
 
-from experiments.config import REPO_ROOT
+from experiments.paths import REPO_ROOT
 
 # Column -> pandas dtype of every results file. Analysis validates files against this.
 SCHEMA = {

@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from experiments.data import Data
+from experiments.functional import functional_metrics
 from experiments.metrics import activation_metrics, weight_metrics
 from experiments.tasks import eval_mode
 
@@ -98,8 +99,9 @@ class TrainResult:
     initial: dict[str, torch.Tensor]
     final: dict[str, torch.Tensor]
     diverged: dict[int, int]  # seed -> epoch at which its loss stopped being finite
-    metric_seconds: float
+    metric_seconds: float     # every metric pass, the functional metrics included
     train_seconds: float
+    functional_seconds: float = 0.0
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -134,7 +136,7 @@ def trainable_parameters(model: torch.nn.Module) -> int:
 
 
 def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: int, lr: float, log_every: int,
-          progress: bool | None = None, batch_size: int = 0, batch_seed: int = 0) -> TrainResult:
+          progress: bool | None = None, batch_size: int = 0, batch_seed: int = 0, functional=None) -> TrainResult:
     """Train all replicates for ``epochs`` passes of Adam over ``data.x`` towards ``task``'s targets.
 
     ``batch_size`` 0 (or >= the data) is full-batch training, one step per epoch, and ``loss`` at epoch e is
@@ -145,7 +147,9 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
     last, the rows get every weight metric of every studied layer, the activation metrics of
     ``model.activation_layers`` on the evaluation batch (in eval mode, as the model is evaluated: BatchNorm on
     its running statistics), what ``task.evaluate`` reports (``eval_loss``, …) and ``params`` (trainable
-    parameters per replicate), all describing the weights after that epoch's update. A replicate whose loss
+    parameters per replicate), all describing the weights after that epoch's update. ``functional``
+    (``samples``, ``threshold``; None: none) adds the functional metrics of ``model.functional_layers`` on the
+    first ``samples`` evaluation examples (``experiments.functional``), in eval mode. A replicate whose loss
     turns non-finite is dropped from later rows; the run stops when none is left.
     """
     seeds_np = np.asarray(seeds, dtype=np.int64)
@@ -165,10 +169,14 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
         losses.sum().backward()
         opt.step()
         return losses.detach()
-    metric_seconds = 0.0
+    metric_seconds = functional_seconds = 0.0
+    layers = tuple(getattr(model, "functional_layers", ())) if functional is not None else ()
+    if layers:
+        fx = data.eval_x[:int(functional.samples)]
+        fy = task.targets(data)[1][:int(functional.samples)]
 
     def log_metrics(epoch: int) -> None:
-        nonlocal metric_seconds
+        nonlocal metric_seconds, functional_seconds
         t0 = time.perf_counter()
         idx = alive.nonzero().squeeze(1)
         seeds_alive = seeds_np[idx.numpy()]
@@ -182,6 +190,13 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
             reported = task.evaluate(model, data)
             reported["params"] = torch.full((len(seeds),), float(n_params))
             rows.add(epoch, "model", {k: v[idx.to(v.device)] for k, v in reported.items()}, seeds_alive)
+            if layers:
+                t1 = time.perf_counter()
+                with eval_mode(model):
+                    measured = functional_metrics(model, fx, fy, task, layers, float(functional.threshold))
+                for name, values in measured.items():
+                    rows.add(epoch, name, {k: v[idx.to(v.device)] for k, v in values.items()}, seeds_alive)
+                functional_seconds += time.perf_counter() - t1
         metric_seconds += time.perf_counter() - t0
 
     initial = snapshot(model)
@@ -216,4 +231,5 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
             log_metrics(epoch)
     bar.close()
     train_seconds = time.perf_counter() - t_start
-    return TrainResult(rows.frame(), initial, snapshot(model), diverged, metric_seconds, train_seconds)
+    return TrainResult(rows.frame(), initial, snapshot(model), diverged, metric_seconds, train_seconds,
+                       functional_seconds)

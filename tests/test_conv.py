@@ -21,6 +21,7 @@ from experiments.data import DIGITS_IMAGES, digits
 from experiments.ensemble import Ensemble
 from experiments.experiment import run
 from experiments.families import ConvIdentity
+from experiments.functional import FUNCTIONAL_METRICS
 from experiments.metrics import activation_metrics, weight_metrics
 from experiments.tasks import per_replicate_mse
 from experiments.train import make_optimizer
@@ -174,8 +175,10 @@ def test_conv_metrics_and_losses_within_their_bounds(conv_batched_and_solo):
                     diff = abs(rows.loc[metric, "value_b"] - rows.loc[metric, "value_s"])
                     assert diff <= bound.item(), (seed, epoch, layer, metric, diff, bound.item())
         # Activation metrics at epoch 0: the same weights, the same convolutions (loop mode); only the float64
-        # statistics over 1 vs R models may round differently: sums of samples x units terms.
-        at0 = merged[(merged.seed == seed) & (merged.epoch == 0) & merged.metric.str.startswith("act_")]
+        # statistics over 1 vs R models may round differently: sums of samples x units terms. (The functional
+        # metrics' regressions amplify rounding by a condition number: tests/test_functional.py compares them.)
+        at0 = merged[(merged.seed == seed) & (merged.epoch == 0) & merged.metric.str.startswith("act_")
+                     & ~merged.metric.isin(FUNCTIONAL_METRICS)]
         assert len(at0) == 10
         tol = 4 * gamma(N_EVAL * POSITIONS * 32, u=2.0**-53)
         assert (at0.value_b - at0.value_s).abs().max() <= tol

@@ -1,4 +1,4 @@
-"""Every relative link in README.md and docs/**/*.md resolves to a file inside the repository.
+"""Every relative link in README.md, results/REPORT.md and docs/**/*.md resolves to a file inside the repository.
 
 A link to a file outside the repository (or to one git ignores) works on the author's machine and is
 broken for everyone who clones the repository; this test catches both.
@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MARKDOWN = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))]
+MARKDOWN = [REPO_ROOT / "README.md", REPO_ROOT / "results" / "REPORT.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))]
 
 # Fenced code blocks (``` or ~~~, up to the matching closing fence or the end of the file).
 FENCE = re.compile(r"^[ ]{0,3}(?P<fence>`{3,}|~{3,})[^\n]*\n.*?(?:^[ ]{0,3}(?P=fence)[`~]*[ \t]*$|\Z)",

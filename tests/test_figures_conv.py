@@ -10,13 +10,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
 from analysis import figures as F
-from analysis import plotting
+from analysis import figures_conv, plotting
 from analysis.load import load_runs
 from analysis.stats import select, summary
 from experiments.config import REPO_ROOT
@@ -111,6 +112,49 @@ def test_summary_has_conv_activation_rows(both_root):
     assert (dead[["init_mean", "end_mean", "null_mean"]] == 0).all().all()  # no dead channel without ReLU
     loss = select(table, layer="model", metrics=["loss", "eval_loss"])
     assert len(loss) == 2 * sum(len(w) for w in CONV.values())
+
+
+def test_conv_width_axes_tick_every_swept_width(both_root, tmp_path, monkeypatch):
+    """Figures 8 and 8b: a labelled tick at every width swept (conv_sweep 4/8, conv_relu_sweep 4) and none
+    elsewhere, on a log2 axis. Figure 8's rows of one experiment carry its widths (shared x-axes would give
+    every panel the last panel's), labelled under its last row; figure 8b's panels show both experiments."""
+    figs: dict[str, plt.Figure] = {}
+    real = figures_conv.save
+
+    def keep(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
+        figs[name] = fig
+        return real(fig, out_dir, name)
+
+    monkeypatch.setattr(figures_conv, "save", keep)
+    df = load_runs(both_root)
+    for name in F.CONV_FIGURES:
+        F.FIGURES[name](df, tmp_path)
+    every = tuple(sorted({w for ws in CONV.values() for w in ws}))
+
+    def shown(name: str) -> list[tuple[plt.Axes, tuple[int, ...], bool]]:
+        axes = [ax for ax in figs[name].axes if ax.axison]
+        assert {ax.get_xscale() for ax in axes} == {"log"} and {ax.xaxis.get_transform().base for ax in axes} == {2}
+        assert not any(len(ax.get_xticks(minor=True)) for ax in axes)
+        assert len({ax.get_xlim() for ax in axes}) == 1, name
+        out = []
+        for ax in axes:
+            ticks = tuple(int(t) for t in ax.get_xticks())
+            labelled = ax.xaxis.get_tick_params()["labelbottom"]
+            if labelled:
+                assert [t.get_text() for t in ax.get_xticklabels()] == [str(w) for w in ticks]
+            out.append((ax, ticks, labelled))
+        return out
+
+    fig8 = shown("fig8_conv_redundancy_vs_width")
+    n_cols = len(figures_conv.CONV_WEIGHT_COLUMNS)
+    rows = [fig8[k:k + n_cols] for k in range(0, len(fig8), n_cols)]
+    per_exp = len(rows) // len(CONV)
+    for i, widths in enumerate(CONV.values()):  # experiments top to bottom: conv_sweep, conv_relu_sweep
+        block = rows[i * per_exp:(i + 1) * per_exp]
+        assert {ticks for row in block for _, ticks, _ in row} == {tuple(widths)}
+        assert [{labelled for *_, labelled in row} for row in block] == [{False}] * (per_exp - 1) + [{True}]
+    fig8b = shown("fig8b_conv_loss_vs_width")
+    assert [(ticks, labelled) for _, ticks, labelled in fig8b] == [(every, True)] * 2
 
 
 def test_error_bars_never_negative():

@@ -155,18 +155,18 @@ def test_fig11_sweeps_ticks_and_marked_widths(df, built):
     assert by_ticks[(1.0, 4.0)] == {40.0, 64.0, 100.0}
     legend = " | ".join(shown["legend"])
     assert "$D$ = 40 (MNIST-1D), 64 (digits)" in legend and "$h$ = 100" in legend and "$C$ = 25" in legend
-    # One row per metric group the results hold: weights and activations (no functional metric is logged yet).
+    # One row per metric group the results hold: weights, activations and the functional metrics.
     groups = [ax["ylabel"] for ax in shown["axes"] if ax["ylabel"]]
-    assert groups == ["weights", "activations"] * 4
+    assert groups == ["weights", "activations", "functional"] * 4
     titles = {ax["title"].split("\n")[0] for ax in shown["axes"]}
-    assert {t.split("\n")[0] for _, t in M.WEIGHT_METRICS + M.ACTIVATION_METRICS} == titles
+    assert {t.split("\n")[0] for _, t in M.WEIGHT_METRICS + M.ACTIVATION_METRICS + M.FUNCTIONAL_METRICS} == titles
 
 
 def test_fig11_skips_absent_metrics_and_shows_added_ones(df, tmp_path, monkeypatch):
     """A metric the results lack gets no panel; a metric of a group that appears in the results gets its row."""
     cap = Capture(monkeypatch, M)
     closest = M.WEIGHT_METRICS[2][1].split("\n")[0]
-    cnn = df[df["model"] == "cnn1d"]  # one family: a quicker figure
+    cnn = df[(df["model"] == "cnn1d") & ~df["metric"].isin([m for m, _ in M.FUNCTIONAL_METRICS])]  # one family
     dead = cnn[cnn["metric"] == "act_dead_frac"].assign(metric="prunable_frac")  # stands in for a new metric
     paths = M.fig11_mnist1d_redundancy_vs_width(pd.concat([cnn[cnn["metric"] != "min_pair_l1"], dead]), tmp_path)
     assert [p.name for p in paths] == ["fig11_mnist1d_redundancy_vs_width.pdf", "fig11_mnist1d_redundancy_vs_width.png"]

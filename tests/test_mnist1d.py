@@ -30,6 +30,7 @@ from experiments.data import digits, generate_mnist1d, mnist1d, mnist1d_arrays, 
 from experiments.ensemble import Ensemble, as_units
 from experiments.experiment import run
 from experiments.families import FAMILIES
+from experiments.functional import FUNCTIONAL_METRICS
 from experiments.models_1d import Autoencoder, CNN1d, Logistic, MLPClassifier, ReferenceMLP, ResNet1d
 from tests.conftest import cli, make_cfg, parquet_files
 from tests.numerics import U32, adam_weight_drift, gamma, rms
@@ -617,9 +618,15 @@ def test_a_tiny_run_logs_every_layer_the_model_and_the_nulls(case, mnist1d_cache
         rows = trained[trained.metric == metric]
         assert set(rows.layer) == set(weight_layers), metric
         assert len(rows) == len(weight_layers) * 3 * 2, metric  # epochs 0, 1, 2 x 2 replicates
-    act = trained[trained.metric.str.startswith("act_")]
+    functional = trained.metric.isin(FUNCTIONAL_METRICS)
+    act = trained[trained.metric.str.startswith("act_") & ~functional]
     assert set(act.layer) == set(act_layers)
     assert len(act) == len(act_layers) * 5 * 3 * 2  # 5 activation metrics, 3 epochs, 2 replicates
+    # Functional metrics for the family's functional layers (a subset of the recorded ones), every epoch.
+    fun = trained[functional]
+    fun_layers = set(fun.layer)
+    assert fun_layers <= set(act_layers) and bool(fun_layers) == bool(act_layers)
+    assert len(fun) == len(fun_layers) * len(FUNCTIONAL_METRICS) * 3 * 2
     model = trained[trained.layer == "model"]
     assert set(model.metric) == model_rows
     assert model[model.metric == "params"].value.unique().tolist() == [params]
@@ -631,9 +638,12 @@ def test_a_tiny_run_logs_every_layer_the_model_and_the_nulls(case, mnist1d_cache
     assert set(null.epoch) == {0}
     assert set(null[null.metric == "eff_rank"].layer) == set(weight_layers)
     assert set(null[null.metric == "eff_rank"].seed) == set(range(NULL))
-    act_null = null[null.metric.str.startswith("act_")]
+    null_functional = null.metric.isin(FUNCTIONAL_METRICS)
+    act_null = null[null.metric.str.startswith("act_") & ~null_functional]
     assert set(act_null.layer) == set(act_layers)
     assert len(act_null) == len(act_layers) * 5 * NULL
+    n_functional_null = min(NULL, cfg.functional.null_samples)
+    assert len(null[null_functional]) == len(fun_layers) * len(FUNCTIONAL_METRICS) * n_functional_null
     assert not (null.layer == "model").any()
 
 

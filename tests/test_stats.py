@@ -155,6 +155,16 @@ def test_pairs_stay_within_a_run_and_unfinished_seeds_drop_out():
     row = summary(pd.concat([*a, *b, diverged], ignore_index=True)).iloc[0]
     assert row["n_seeds"] == 7
     assert row["change_mean"] == pytest.approx((4 * 1 + 3 * 3) / 7)
+    assert row["n_dropped"] == 1  # 8 (run, seed) replicates started at this width, 7 paired
+
+
+def test_seeds_without_a_value_are_counted_as_dropped():
+    """Four seeds ran (their loss is logged); the metric is NaN for one at the end (e.g. its units all died)."""
+    end = np.array([1.0, 2.0, np.nan, 4.0])
+    parts = [*trained("act_corr", np.zeros(4), end), *trained("loss", np.ones(4), np.ones(4), layer="model")]
+    table = summary(pd.concat(parts, ignore_index=True)).set_index("metric")
+    assert table.loc["act_corr", "n_seeds"] == 3 and table.loc["act_corr", "n_dropped"] == 1
+    assert table.loc["loss", "n_seeds"] == 4 and table.loc["loss", "n_dropped"] == 0
 
 
 def test_select_keeps_the_requested_order(table):
