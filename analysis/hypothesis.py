@@ -40,7 +40,7 @@ from scipy import stats as sps
 
 from analysis.load import DEFAULT_ROOT
 from analysis.stats import BOOT_SEED, CI, GROUP, INDEX_METRICS, N_BOOT, null_percentile, paired_values
-from analysis.tables import to_markdown
+from analysis.tables import to_markdown, write_csv_and_markdown
 
 # One trend row per combination of these: every setting but the width.
 TREND_GROUP = [c for c in GROUP if c != "width"]
@@ -100,44 +100,37 @@ TREND_COLUMNS = [
 # Multiplicity
 
 
+def _adjust_finite(p: np.ndarray, adjust) -> np.ndarray:
+    """Apply ``adjust`` (sorted finite p -> adjusted, same order) to the finite entries of ``p``, in place of
+    their sorted positions; NaN entries are no test: kept NaN and not counted in m."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        pv = p[ok]
+        order = np.argsort(pv, kind="stable")
+        adj = np.empty(pv.size)
+        adj[order] = adjust(pv[order])
+        out[ok] = adj
+    return out
+
+
 def bh_qvalues(p: np.ndarray) -> np.ndarray:
     """Benjamini–Hochberg q-values (step-up adjusted p) of ``p``; NaN entries are no test: kept NaN, not counted.
 
     q_(i) = min_{j >= i} p_(j) m / j over the sorted p, capped at 1 (as ``scipy.stats.false_discovery_control``)."""
-    p = np.asarray(p, dtype=float)
-    q = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m:
-        pv = p[ok]
-        order = np.argsort(pv, kind="stable")
-        scaled = pv[order] * m / np.arange(1, m + 1)
-        adj = np.empty(m)
-        adj[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
-        q[ok] = adj
-    return q
+    def step_up(ps: np.ndarray) -> np.ndarray:
+        scaled = ps * ps.size / np.arange(1, ps.size + 1)
+        return np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+
+    return _adjust_finite(p, step_up)
 
 
 def holm_adjust(p: np.ndarray) -> np.ndarray:
     """Holm step-down adjusted p-values (family-wise error); NaN entries kept NaN and not counted.
 
     p̃_(i) = max_{j <= i} min(1, (m − j + 1) p_(j)) over the sorted p."""
-    p = np.asarray(p, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m:
-        pv = p[ok]
-        order = np.argsort(pv, kind="stable")
-        scaled = np.minimum(pv[order] * (m - np.arange(m)), 1.0)
-        adj = np.empty(m)
-        adj[order] = np.maximum.accumulate(scaled)
-        out[ok] = adj
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The tests, vectorised over the columns of Y (one column per group of one design)
+    return _adjust_finite(p, lambda ps: np.maximum.accumulate(np.minimum(ps * (ps.size - np.arange(ps.size)), 1.0)))
 
 
 def ols_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -472,10 +465,6 @@ def write_trend_table(df: pd.DataFrame, out_dir: str | Path = DEFAULT_ROOT / "ta
     table = trend_table(df) if table is None else table
     if table.empty:
         return []
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv, md = out_dir / "trend.csv", out_dir / "trend.md"
-    table.to_csv(csv, index=False)
     fam = table[table["in_family"]]
     header = (
         "# The width effect of training (SPEC §9)\n\n"
@@ -493,5 +482,4 @@ def write_trend_table(df: pd.DataFrame, out_dir: str | Path = DEFAULT_ROOT / "ta
         f"{', '.join(HEADLINE_METRICS)} of the {'/'.join(HEADLINE_LAYERS)} layer of every sweep, "
         f"{int(table['headline'].sum())} tests, Holm-adjusted. Verdicts (α = {ALPHA}) use Holm for headline "
         "tests and q otherwise, never a raw p.\n\n")
-    md.write_text(header + trend_markdown(table))
-    return [csv, md]
+    return write_csv_and_markdown(table, out_dir, "trend", header + trend_markdown(table))

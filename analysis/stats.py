@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from analysis.load import DEFAULT_ROOT
-from analysis.tables import to_markdown
+from analysis.tables import to_markdown, write_csv_and_markdown
 
 # One summary row per combination of these columns.
 GROUP = ["experiment", "model", "activation", "protocol", "data", "block", "channels", "width", "layer", "metric"]
@@ -225,15 +225,10 @@ def write_summary(df: pd.DataFrame, out_dir: str | Path = DEFAULT_ROOT / "tables
     table = summary(df)
     if table.empty:
         return []
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv, md = out_dir / "summary.csv", out_dir / "summary.md"
-    table.to_csv(csv, index=False)
     header = (
         "Summary of every metric across seeds (SPEC §3). n_seeds: paired seeds used; n_dropped: seeds the "
         "configuration ran at that width without a value for the metric. init/end: mean over seeds at epoch 0 / "
         "last epoch with 95% bootstrap CI; change: paired end − init with CI and Wilcoxon signed-rank p; null: "
         "2.5–97.5% band of untrained draws of the same layer shape; *_null_pct: median percentile of the "
         "seeds in the null; frac_outside_null: share of seeds ending outside the null band.\n\n")
-    md.write_text(header + summary_markdown(table))
-    return [csv, md]
+    return write_csv_and_markdown(table, out_dir, "summary", header + summary_markdown(table))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 # What the source printed (4 decimals), seed 10000, 100 epochs (SPEC §2).
@@ -53,3 +55,13 @@ def to_markdown(table: pd.DataFrame, floatfmt: str = ".4f") -> str:
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
+
+
+def write_csv_and_markdown(table: pd.DataFrame, out_dir: str | Path, name: str, markdown: str) -> list[Path]:
+    """Write ``<name>.csv`` (full precision) and ``<name>.md`` (``markdown``) into ``out_dir``; returns both."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv, md = out_dir / f"{name}.csv", out_dir / f"{name}.md"
+    table.to_csv(csv, index=False)
+    md.write_text(markdown)
+    return [csv, md]

@@ -77,3 +77,16 @@ def notebook_outputs(nb) -> list:
 def notebook_text(nb) -> str:
     """Everything a notebook printed or displayed as text or markdown, one string."""
     return "\n".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "") for o in notebook_outputs(nb))
+
+
+def capture(monkeypatch: pytest.MonkeyPatch, module) -> dict:
+    """Stand in for ``module.save``: keep each figure (its axes, before it is closed), then save it."""
+    figs: dict = {}
+    real = module.save
+
+    def keep(fig, out_dir: Path, name: str) -> list[Path]:
+        figs[name] = fig
+        return real(fig, out_dir, name)
+
+    monkeypatch.setattr(module, "save", keep)
+    return figs

@@ -23,7 +23,7 @@ from analysis.stats import select, summary
 from experiments.config import REPO_ROOT
 from experiments.experiment import run
 from experiments.metrics import ACTIVATION_METRICS
-from tests.conftest import execute_notebook, make_cfg, notebook_outputs
+from tests.conftest import capture, execute_notebook, make_cfg, notebook_outputs
 
 REPLICATES = 3
 CONV = {"conv_sweep": (4, 8), "conv_relu_sweep": (4,)}
@@ -118,14 +118,7 @@ def test_conv_width_axes_tick_every_swept_width(both_root, tmp_path, monkeypatch
     """Figures 8 and 8b: a labelled tick at every width swept (conv_sweep 4/8, conv_relu_sweep 4) and none
     elsewhere, on a log2 axis. Figure 8's rows of one experiment carry its widths (shared x-axes would give
     every panel the last panel's), labelled under its last row; figure 8b's panels show both experiments."""
-    figs: dict[str, plt.Figure] = {}
-    real = figures_conv.save
-
-    def keep(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
-        figs[name] = fig
-        return real(fig, out_dir, name)
-
-    monkeypatch.setattr(figures_conv, "save", keep)
+    figs = capture(monkeypatch, figures_conv)
     df = load_runs(both_root)
     for name in F.CONV_FIGURES:
         F.FIGURES[name](df, tmp_path)

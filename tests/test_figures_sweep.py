@@ -21,7 +21,7 @@ from analysis.load import load_runs, load_weights
 from analysis.stats import summary
 from experiments.config import REPO_ROOT
 from experiments.experiment import run
-from tests.conftest import execute_notebook, make_cfg, notebook_outputs
+from tests.conftest import capture, execute_notebook, make_cfg, notebook_outputs
 
 SWEEP = {"mlp_sweep": (4, 8, 16), "mlp_relu": (4, 8)}
 REPLICATES = 5
@@ -131,17 +131,6 @@ def test_heatmaps_need_the_saved_weights(sweep_root, tmp_path):
         F.fig7_spectra(df, tmp_path)
 
 
-def capture(monkeypatch: pytest.MonkeyPatch, module) -> dict[str, plt.Figure]:
-    """Stand in for ``module.save``: keep each figure (its axes, before it is closed), then save it."""
-    figs: dict[str, plt.Figure] = {}
-    real = module.save
-
-    def keep(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
-        figs[name] = fig
-        return real(fig, out_dir, name)
-
-    monkeypatch.setattr(module, "save", keep)
-    return figs
 
 
 def width_axes(fig: plt.Figure) -> list[plt.Axes]:

@@ -27,7 +27,7 @@ JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 SUBMITIT_LOCAL = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
 TINY = ("width=2,3", "epochs=2", "null_samples=5")
 # Six jobs of about 0.5-2 s each on 2 cores: long enough to kill the sweep between two of them.
-RESUMABLE = ("-m", "width=2,3,4,5,6,7", "epochs=300", "replicates=20", "null_samples=200")
+RESUMABLE = ("-m", "width=2,3,4,5,6,7", "epochs=300", "replicates=20", "null_samples=200", "log_every=50")
 
 
 def sorted_runs(root: Path) -> pd.DataFrame:
