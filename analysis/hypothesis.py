@@ -39,7 +39,16 @@ import pandas as pd
 from scipy import stats as sps
 
 from analysis.load import DEFAULT_ROOT
-from analysis.stats import BOOT_SEED, CI, GROUP, INDEX_METRICS, N_BOOT, null_percentile, paired_values
+from analysis.stats import (
+    BOOT_SEED,
+    CI,
+    GROUP,
+    INDEX_METRICS,
+    N_BOOT,
+    null_percentile,
+    paired_values,
+    replicates_per_width,
+)
 from analysis.tables import to_markdown, write_csv_and_markdown
 
 # One trend row per combination of these: every setting but the width.
@@ -223,9 +232,7 @@ def _percentile_ci(boot: np.ndarray, ci: float = CI) -> tuple[np.ndarray, np.nda
 
 def _replicates(df: pd.DataFrame) -> pd.Series:
     """Replicates each experiment configuration ran: the most (run, seed) pairs at any one width, any metric."""
-    trained = df[(df["kind"] == "trained") & (df["epoch"] == 0)]
-    seeds = trained[[*CONFIG, "width", "run_id", "seed"]].drop_duplicates()
-    return seeds.groupby([*CONFIG, "width"], observed=True).size().groupby(level=CONFIG, observed=True).max()
+    return replicates_per_width(df).groupby(level=CONFIG, observed=True).max()
 
 
 def _design_tests(x: np.ndarray, sizes: np.ndarray, C: np.ndarray, E: np.ndarray, atol: np.ndarray, n_perm: int,

@@ -128,6 +128,13 @@ def paired_values(df: pd.DataFrame) -> pd.DataFrame:
     return pairs[finite].assign(change=lambda p: p["end"] - p["init"])
 
 
+def replicates_per_width(df: pd.DataFrame) -> pd.Series:
+    """(run, seed) replicates each configuration ran at each width (any metric at epoch 0), indexed by every
+    ``GROUP`` column but layer and metric."""
+    started = df[(df["kind"] == "trained") & (df["epoch"] == 0)][[*GROUP[:-2], "run_id", "seed"]].drop_duplicates()
+    return started.groupby(GROUP[:-2], observed=True, sort=False).size()
+
+
 def summary(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd.DataFrame:
     """The SPEC §3 tests for every (experiment, model, activation, protocol, width, layer, metric).
 
@@ -144,10 +151,8 @@ def summary(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd
     pairs = paired_values(df)
     if pairs.empty:
         return pd.DataFrame({c: pd.Series(dtype=object if c in GROUP else float) for c in COLUMNS})
-    # Replicates each configuration ran at each width (any metric at epoch 0): a paired test that keeps fewer
-    # seeds (a metric undefined for some, e.g. every unit dead) reports how many it dropped.
-    started = df[(df["kind"] == "trained") & (df["epoch"] == 0)][[*GROUP[:-2], "run_id", "seed"]].drop_duplicates()
-    replicates = started.groupby(GROUP[:-2], observed=True, sort=False).size().to_dict()
+    # A paired test that keeps fewer seeds than were run (a metric undefined for some) reports how many it dropped.
+    replicates = replicates_per_width(df).to_dict()
     null = df[(df["kind"] == "null") & ~df["metric"].isin(INDEX_METRICS)]
     null_by_group = {k: np.sort(g["value"].to_numpy(dtype=float)) for k, g in null.groupby(GROUP, sort=False)}
     records = []
