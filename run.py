@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from experiments.config import ConfigError, check_group_overrides, default_threads
-from experiments.experiment import run
+from experiments.experiment import digest, run
 
 log = logging.getLogger("run")
 
@@ -32,7 +32,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         log.info("job %s: %s torch thread(s), launcher %s", job, cfg.threads,
                  str(hydra_cfg.launcher.get("_target_", "?")).rsplit(".", 1)[-1] if multirun else "none")
-        run(cfg)
+        table = digest(run(cfg))
+        if table:
+            print(f"{cfg.name}, width {cfg.width}: what it measured (mean over seeds)\n{table}", flush=True)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         if multirun:

@@ -1,4 +1,4 @@
-"""One function per paper figure (SPEC §8); ``python -m analysis.figures`` rebuilds them all.
+"""One function per paper figure; ``python -m analysis.figures`` rebuilds them all.
 
 Every figure function takes the tidy results frame and an output folder and returns the paths it
 wrote (PDF and PNG). Figures whose data are absent are skipped with a message, not faked.
@@ -26,8 +26,12 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.arch_costs import write_tables as write_arch_tables
+from analysis.calibration import calibration_table, write_calibration_table
+from analysis.complete import missing
+from analysis.figures_answer import fig0_answer, fig0b_functional_vs_relative_width
 from analysis.figures_compression import fig9_compression, write_compression_tables
 from analysis.figures_conv import fig8_conv_redundancy_vs_width, fig8b_conv_loss_vs_width
+from analysis.figures_functional import fig15_functional_thresholds, write_anchor_growth_table
 from analysis.figures_mlp import (
     fig1_source_table,
     fig2_min_pair_vs_width,
@@ -46,17 +50,20 @@ from analysis.figures_mnist1d import (
     write_mnist1d_tables,
 )
 from analysis.figures_resnet import fig10_resnet_blocks_vs_params, write_blocks_table
+from analysis.figures_training import fig16_movement_vs_width, write_movement_table
 from analysis.figures_trend import fig14_width_trend
-from analysis.hypothesis import trend_table, write_trend_table
+from analysis.hypothesis import effects_table, trend_table, write_effects_table, write_trend_table
 from analysis.load import DEFAULT_ROOT, ResultsError, compact, load_runs, results_root
 from analysis.plotting import COLUMN_WIDTH, STYLE, NoData, save, sweep_experiments
 from analysis.stats import write_summary
 
 __all__ = [
+    "ANSWER_FIGURES",
     "COLUMN_WIDTH",
     "COMPRESSION_FIGURES",
     "CONV_FIGURES",
     "FIGURES",
+    "FUNCTIONAL_FIGURES",
     "MLP_FIGURES",
     "MNIST1D_FIGURES",
     "RESNET_FIGURES",
@@ -116,21 +123,26 @@ MNIST1D_FIGURES: dict[str, Figure] = {
     "fig12_mnist1d_task_vs_width": fig12_mnist1d_task_vs_width,
     "fig13_mnist1d_resnet_blocks": fig13_mnist1d_resnet_blocks,
 }
-# Built from the trend table of every sweep (analysis.hypothesis): the test of the width x training hypothesis.
-TREND_FIGURES: dict[str, Figure] = {"fig14_width_trend": fig14_width_trend}
+# Built from every sweep with the functional threshold grid (experiments/functional.py).
+FUNCTIONAL_FIGURES: dict[str, Figure] = {"fig15_functional_thresholds": fig15_functional_thresholds,
+                                          "fig16_movement_vs_width": fig16_movement_vs_width}
+# Built from the trend table of every sweep (analysis.hypothesis): the test of the width x training hypothesis;
+# figure 0 (the answer at a glance) from the trend and the effects tables.
+TREND_FIGURES: dict[str, Figure] = {"fig0_answer": fig0_answer, "fig14_width_trend": fig14_width_trend}
+ANSWER_FIGURES: dict[str, Figure] = {"fig0b_functional_vs_relative_width": fig0b_functional_vs_relative_width}
 FIGURES: dict[str, Figure] = {**MLP_FIGURES, **CONV_FIGURES, **COMPRESSION_FIGURES, **RESNET_FIGURES,
-                              **MNIST1D_FIGURES, **TREND_FIGURES}
+                              **MNIST1D_FIGURES, **FUNCTIONAL_FIGURES, **ANSWER_FIGURES, **TREND_FIGURES}
 
 
 def build_all(root: Path = DEFAULT_ROOT, out_dir: Path | None = None, on_error: str = "raise",
-              tables_dir: Path | None = None) -> list[Path]:
+              tables_dir: Path | None = None, df: pd.DataFrame | None = None) -> list[Path]:
     """Rebuild every figure and the summary table the results under ``root`` support; returns the files written.
 
     The summary of every metric (``analysis.stats.write_summary``) and the family tables (ResNet blocks,
     compression, MNIST-1D baselines and 1-D blocks, architecture costs) go to ``tables_dir``, by default
     ``<results root>/tables`` next to ``<results root>/figures``; nothing is written when there are no runs.
     """
-    df = compact(load_runs(root, on_error=on_error))
+    df = compact(load_runs(root, on_error=on_error)) if df is None else df
     out_dir = out_dir or Path(root) / "figures"
     tables_dir = tables_dir or results_root(root) / "tables"
     trend = trend_table(df)  # once: the trend table and figure 14 share it
@@ -139,11 +151,23 @@ def build_all(root: Path = DEFAULT_ROOT, out_dir: Path | None = None, on_error: 
     written += write_compression_tables(df, tables_dir)
     written += write_mnist1d_tables(df, tables_dir)  # mnist1d_baselines, mnist1d_resnet_{blocks,matched}
     written += write_arch_tables(tables_dir)  # counted on modules, independent of any run
+    effects = effects_table(df)  # once: the table and figure 0 share it
+    written += write_effects_table(df, tables_dir, table=effects)  # trained − null gaps per width, on one scale
+    written += write_anchor_growth_table(df, tables_dir)  # the anchor's growth per doubling, beside theirs
+    written += write_movement_table(df, tables_dir)  # did wider layers move less from their initialisation?
+    if not trend.empty:  # the size and power of the headline tests, simulated with the sweeps' own spreads
+        log.info("calibration: simulating the headline tests' size and power")
+        written += write_calibration_table(calibration_table(trend), tables_dir)
     if written:
         log.info("summary table: %s", ", ".join(str(p) for p in written))
     for name, make in FIGURES.items():
         try:
-            paths = make(df, out_dir, table=trend) if name in TREND_FIGURES else make(df, out_dir)
+            if name == "fig0_answer":
+                paths = fig0_answer(df, out_dir, table=trend, effects=effects)
+            elif name in TREND_FIGURES:
+                paths = make(df, out_dir, table=trend)
+            else:
+                paths = make(df, out_dir)
         except NoData as why:
             log.warning("%s skipped: %s", name, why)
             continue
@@ -158,14 +182,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="figure folder (default: <results>/figures)")
     parser.add_argument("--tables", type=Path, default=None, help="table folder (default: <results>/tables)")
     parser.add_argument("--skip-bad", action="store_true", help="skip unreadable results files with a warning")
+    parser.add_argument("--partial", action="store_true",
+                        help="write the default (committed) folders even when a reproduced preset is incomplete")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO)
     try:
-        written = build_all(args.results, args.out, "skip" if args.skip_bad else "raise", args.tables)
+        df = compact(load_runs(args.results, on_error="skip" if args.skip_bad else "raise"))
     except ResultsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if args.out is None and args.tables is None and not args.partial:
+        gaps = missing(df)
+        if gaps:  # never let a partial set of runs replace the committed figures and tables
+            scratch = results_root(args.results) / "scratch"
+            args.out, args.tables = scratch / "figures", scratch / "tables"
+            print(f"incomplete results ({len(gaps)} gaps, e.g. {gaps[0]}): writing to {scratch}/, not the committed "
+                  "figures and tables (--partial to write there anyway)")
+    written = build_all(args.results, args.out, "skip" if args.skip_bad else "raise", args.tables, df=df)
     table = (args.out or args.results / "figures") / "fig1_source_table.md"
     if table.exists():
         print(table.read_text())

@@ -26,6 +26,7 @@ from analysis.plotting import (
     COLUMN_WIDTH,
     FUNCTIONAL_COLUMNS,
     PALETTE,
+    SHARE_METRICS,
     STYLE,
     UNIT_NAMES,
     _experiments,
@@ -114,7 +115,7 @@ def fig8_conv_redundancy_vs_width(df: pd.DataFrame, out_dir: Path, *,
         _width_grid(axes, [[_swept_widths(table, exp)] * n_cols for exp in exps for _ in blocks], unit=UNIT)
         for b, (_, columns) in enumerate(blocks):
             for j, (metric, _) in enumerate(columns):
-                if metric in ("act_dead_frac", "prunable_frac", "redundant_frac"):  # shares: a 0-based axis
+                if metric in SHARE_METRICS:  # shares: a 0-based axis
                     top = table.loc[table["metric"] == metric, ["end_hi", "init_hi", "null_hi", "end_mean"]].max().max()
                     axes[b, j].set_ylim(-0.02, max(0.2, 1.1 * float(top)))
         fig.supxlabel(f"bottleneck width $w$ ({UNIT})", fontsize=8)

@@ -1,4 +1,4 @@
-"""Figures of the MLP family (SPEC §8): the source table (figure 1) and redundancy vs width over many seeds
+"""Figures of the MLP family: the source table (figure 1) and redundancy vs width over many seeds
 against the random null (figures 2–7, and 3b for the activation metrics).
 
 Figures 2–7 and 3b show only MLP experiments (``model == "mlp"``); the conv family has its own figures in
@@ -57,7 +57,7 @@ def fig1_source_table(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "fig1_source_table.md"
     md.write_text(
-        "Source table reproduced (seed 10000, 100 epochs, Adam 1e-3; SPEC §2)\n\n" + to_markdown(table))
+        "Source table reproduced (seed 10000, 100 epochs, Adam 1e-3)\n\n" + to_markdown(table))
     with mpl.rc_context(STYLE), sns.axes_style("whitegrid"):
         fig, axes = plt.subplots(1, 2, figsize=(COLUMN_WIDTH * 2, 2.2))
         labels = [str(w) for w in SOURCE_PRINTED.index]
@@ -83,7 +83,7 @@ def fig1_source_table(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Figures 2–7: redundancy vs width over many seeds, against the random null (SPEC §3, §8).
+# Figures 2–7: redundancy vs width over many seeds, against the random null.
 
 # Pair-count-free metrics (figure 3): (metric, axis label). stable_rank is divided by k = min(units, fan_in).
 PAIR_FREE = [
@@ -461,7 +461,7 @@ def fig3c_functional_vs_width(df: pd.DataFrame, out_dir: Path, *,
     if table.empty:
         raise NoData("no functional metrics in the MLP sweeps (runs older than experiments/functional.py)")
     return _bottleneck_grid(df, out_dir, exps, FUNCTIONAL_COLUMNS, "fig3c_functional_vs_width",
-                            "bottleneck on held-out data (fit and score on disjoint halves); null: untrained models")
+                            "bottleneck; replacements fitted on the training inputs; null: untrained models")
 
 
 def _bottleneck_grid(df: pd.DataFrame, out_dir: Path, exps: list[str], columns: list[tuple[str, str]], name: str,

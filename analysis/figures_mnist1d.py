@@ -1,4 +1,4 @@
-"""Figures 11–13 and the MNIST-1D tables: the families with a real bottleneck (SPEC §4.5, §8.12).
+"""Figures 11–13 and the MNIST-1D tables: the families with a real bottleneck.
 
 - Figure 11: redundancy of the studied ``bottleneck`` layer against width for every MNIST-1D family sweep (the
   MLP classifier 40→100→w→100→10, the reference 1-D CNN with its middle convolution at w channels, and the MLP
@@ -39,6 +39,7 @@ from analysis.plotting import (
     COLUMN_WIDTH,
     FUNCTIONAL_COLUMNS,
     PALETTE,
+    SHARE_METRICS,
     STYLE,
     SWEEP_PRESETS,
     UNIT_NAMES,
@@ -78,12 +79,12 @@ ACTIVATION_METRICS = [
     ("act_pc95_frac", "PCs for 95% of\nactivation variance / $w$"),
     ("act_dead_frac", "dead units\nshare of $w$"),
 ]
-# Functional redundancy (SPEC §5; Casper, Boix et al. 2021), on held-out data: the shared panels.
+# Functional redundancy (Casper, Boix et al. 2021): the shared panels.
 FUNCTIONAL_METRICS = FUNCTIONAL_COLUMNS
 METRIC_GROUPS = [("weights", WEIGHT_METRICS), ("activations", ACTIVATION_METRICS),
                  ("functional", FUNCTIONAL_METRICS)]
 # Shares of w: a 0-based axis that does not blow a constant 0 up to the whole panel.
-FRACTION_METRICS = ("act_dead_frac", "prunable_frac", "redundant_frac", "abl_top10_share")
+FRACTION_METRICS = SHARE_METRICS
 
 # Widths marked on the width axes, per family: the data's dimension D, the bottleneck's neighbouring hidden
 # width h (the ``channels`` column: model.hidden) and, for the CNN, its own middle width C (model.channels;

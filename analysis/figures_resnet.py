@@ -22,7 +22,7 @@ import seaborn as sns
 from matplotlib import ticker
 from matplotlib.lines import Line2D
 
-from analysis.plotting import COLUMN_WIDTH, PALETTE, STYLE, NoData, _err, _experiments, save
+from analysis.plotting import COLUMN_WIDTH, PALETTE, SHARE_METRICS, STYLE, NoData, _err, _experiments, save
 from analysis.stats import bootstrap_diff_ci, summary
 from analysis.tables import final_epoch, to_markdown
 
@@ -68,8 +68,8 @@ PANELS = [
     ("narrow", "act_mean_nn_abs_corr", "nearest-channel |corr|\nof activations"),
     ("narrow", "act_eff_rank_norm", "activation effective\nrank / $w$"),
     ("narrow", "act_dead_frac", "dead channels\nshare of $w$"),
-    ("narrow", "prunable_frac", "prunable channels\n(mean ablation)"),
-    ("narrow", "redundant_frac", "redundant channels\n(LS replacement)"),
+    ("narrow", "abl_eff_frac", "channels that matter / $w$\n(ablation effects)"),
+    ("narrow", "anchor_prunable_frac", "prunable share at 80%\nagreement (joint ablation)"),
     ("narrow", "mean_nn_abs_cos", "nearest-channel $|\\cos|$\nof weights"),
     ("narrow", "eff_rank_norm", "weight effective\nrank / k"),
 ]
@@ -169,8 +169,7 @@ def blocks_vs_params(df: pd.DataFrame, out_dir: Path, model: str = MODEL, *,
                 ax.margins(x=0.12)  # room for the width labels beside the outermost markers
                 if i == 0:
                     ax.set_title(label, fontsize=7)
-                shares = ("act_dead_frac", "prunable_frac", "redundant_frac")
-                if metric in shares and (rows_e["metric"] == metric).any():
+                if metric in SHARE_METRICS and (rows_e["metric"] == metric).any():
                     ax.set_ylim(-0.02, max(0.2, float(np.nanmax(rows_e.loc[rows_e["metric"] == metric,
                                                                           ["end_hi", "init_hi"]].to_numpy())) * 1.1))
             _params_axis(axes[i, 0])  # the row shares its x axis: its range is final once every panel is drawn

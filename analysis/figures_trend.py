@@ -1,12 +1,15 @@
-"""Figure 14 (SPEC §8.13): the width effect of training, per family.
+"""Figure 14: the width effect of training, per family.
 
 For every sweep (experiment configuration) and each headline metric of the layer that takes the width
-(``analysis.hypothesis.HEADLINE_METRICS`` of ``HEADLINE_LAYERS``: ``bottleneck``, or ``reduce``, C→w, in the ResNet
-blocks): each seed's paired change (final − initial) against the width on a log2 axis with a tick at every swept
-width, the mean ± 95% CI per width (``stats.summary``, the one code path for per-width CIs), the OLS line of
-``hypothesis.trend_table`` (change per doubling of the width) and, in the panel, the slope with its bootstrap CI,
-the BH q over the declared family, the Holm-adjusted p over the headline set and the n the test used. Raises
-``NoData`` when no sweep has a headline test.
+(``analysis.hypothesis.HEADLINE_METRICS`` of ``HEADLINE_LAYERS``, declared in ``conf/analysis/hypothesis.yaml``:
+``bottleneck``, or ``reduce``, C→w, in the ResNet blocks): each seed's tested outcome against the width on a log2
+axis with a tick at every swept width (the row's ``outcome``: the paired change final − initial, or the final value
+where the metric has no spread at initialisation), the mean ± 95% CI per width (``stats.summary``, the one code path
+for per-width CIs), the OLS line of ``hypothesis.trend_table`` (outcome per doubling of the width), coloured by the
+row's ``profile`` (rising, falling, non-monotone, no evidence, no test), and, in the panel, the slope with its
+cluster bootstrap CI, the wild cluster bootstrap p of the trend and the omnibus p, their Holm-adjusted values over
+the headline set, the profile (marked borderline where a p is within Monte Carlo error of its cut-off) and the n the
+test used. Raises ``NoData`` when no sweep has a headline test.
 """
 
 from __future__ import annotations
@@ -38,8 +41,16 @@ METRIC_TITLES = {
     "act_eff_rank_norm": "activation effective rank / $w$",
     "eff_rank_norm": "weight effective rank / k",
     "act_mean_nn_abs_corr": "nearest-unit |corr| of activations",
+    "abl_eff_frac": "effective share of units that matter",
+    "anchor_prunable_frac": "anchor prunable fraction",
 }
 C_FIT = PALETTE[3]
+# The fitted line's colour says the row's profile (``analysis.hypothesis.PROFILES``).
+PROFILE_COLOURS = {"rising": PALETTE[2], "falling": PALETTE[3], "non-monotone": PALETTE[4], "no evidence": "0.45",
+                   "no test": "0.7"}
+# The per-seed value and the summary columns of each outcome.
+OUTCOME_COLUMNS = {"change": ("change", "change_mean", "change_lo", "change_hi"),
+                   "final": ("end", "end_mean", "end_lo", "end_hi")}
 C_SEEDS = "0.55"
 PANELS_PER_ROW = 4
 
@@ -57,10 +68,17 @@ def _label(row: pd.Series, varying: dict[str, list[str]]) -> str:
 
 def _panel_text(row: pd.Series) -> str:
     if pd.isna(row["trend_p"]):
-        return "no test: the change is rounding"
+        return f"no test: the {_outcome(row)}\nhas no spread beyond rounding"
     dropped = f" ({int(row['n_dropped'])} dropped)" if row["n_dropped"] else ""
-    return (f"slope {_fmt(row['slope'])} [{_fmt(row['slope_lo'])}, {_fmt(row['slope_hi'])}]\n"
-            f"q {_fmt(row['q'])}, Holm {_fmt(row['holm'])}, n {int(row['n_total'])}{dropped}")
+    borderline = " (borderline)" if str(row.get("borderline", "")).lower() == "true" else ""
+    return (f"{row['profile']}{borderline}\n"
+            f"slope {_fmt(row['slope'])} [{_fmt(row['slope_lo'])}, {_fmt(row['slope_hi'])}]\n"
+            f"p trend {_fmt(row['trend_p'])}, omnibus {_fmt(row['omni_p'])}\n"
+            f"Holm {_fmt(row['holm'])} / {_fmt(row['omni_holm'])}, n {int(row['n_total'])}{dropped}")
+
+
+def _outcome(row: pd.Series) -> str:
+    return "final value" if str(row.get("outcome", "change")) == "final" else "change"
 
 
 def _ylim(ax: plt.Axes, seeds: np.ndarray, lo: np.ndarray, hi: np.ndarray, fit: np.ndarray) -> None:
@@ -113,32 +131,36 @@ def fig14_width_trend(df: pd.DataFrame, out_dir: Path, *, table: pd.DataFrame | 
             seeds = pairs_by[key]
             means = per_width[key].sort_values("width")
             widths = sorted(means["width"].astype(int).tolist())
+            value, mean_col, lo_col, hi_col = OUTCOME_COLUMNS.get(str(row.get("outcome", "change")),
+                                                                  OUTCOME_COLUMNS["change"])
             w = seeds["width"].to_numpy(dtype=float)
-            ax.scatter(w * np.exp2(rng.uniform(-0.15, 0.15, w.size)), seeds["change"], s=2, color=C_SEEDS,
+            ax.scatter(w * np.exp2(rng.uniform(-0.15, 0.15, w.size)), seeds[value], s=2, color=C_SEEDS,
                        alpha=0.35, lw=0, rasterized=True)
-            m = means["change_mean"].to_numpy(dtype=float)
-            ax.errorbar(means["width"].to_numpy(dtype=float), m,
-                        _err(m, means["change_lo"].to_numpy(dtype=float), means["change_hi"].to_numpy(dtype=float)),
-                        color=C_TRAINED, marker="o", ms=3, lw=1, capsize=1.5, zorder=3)
+            m = means[mean_col].to_numpy(dtype=float)
+            lo, hi = means[lo_col].to_numpy(dtype=float), means[hi_col].to_numpy(dtype=float)
+            ax.errorbar(means["width"].to_numpy(dtype=float), m, _err(m, lo, hi), color=C_TRAINED, marker="o", ms=3,
+                        lw=1, capsize=1.5, zorder=3)
             grid = np.geomspace(widths[0], widths[-1], 50)
             fit = row["intercept"] + row["slope"] * np.log2(grid)
-            ax.plot(grid, fit, color=C_FIT, ls="--", lw=1, zorder=4)
+            ax.plot(grid, fit, color=PROFILE_COLOURS.get(str(row.get("profile", "")), C_FIT), ls="--", lw=1.2,
+                    zorder=4)
             ax.axhline(0.0, color="0.3", lw=0.6, zorder=1)
             _width_axis(ax, widths, label=False, unit=UNIT_NAMES.get(str(row["model"]), "units"))
             ax.set_xlim(widths[0] / 1.5, widths[-1] * 1.5)
-            _ylim(ax, seeds["change"].to_numpy(dtype=float), means["change_lo"].to_numpy(dtype=float),
-                  means["change_hi"].to_numpy(dtype=float), fit)
+            _ylim(ax, seeds[value].to_numpy(dtype=float), lo, hi, fit)
             text = ax.text(0.03, 0.97, _panel_text(row), transform=ax.transAxes, va="top", ha="left", fontsize=5,
                            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.8", "alpha": 0.85}, zorder=5)
             text.set_in_layout(False)  # inside the panel: the layout need not make room for it
             title = METRIC_TITLES.get(str(row["metric"]), str(row["metric"]))
-            ax.set_title(f"{_label(row, varying)}\n{title}", fontsize=6)
+            final = " (final value)" if _outcome(row) == "final value" else ""
+            ax.set_title(f"{_label(row, varying)}\n{title}{final}", fontsize=6)
         for r in range(n_rows):
-            axes[r, 0].set_ylabel("paired change\nfinal − initial")
+            axes[r, 0].set_ylabel("paired change final − initial\n(or final value, where marked)")
         fig.supxlabel("bottleneck width $w$ (log$_2$ axis; units or channels)", fontsize=8)
         handles = [Line2D([], [], color=C_SEEDS, marker="o", ms=2, lw=0, label="one seed"),
                    Line2D([], [], color=C_TRAINED, marker="o", ms=3, lw=1, label="mean ± 95% CI"),
-                   Line2D([], [], color=C_FIT, ls="--", lw=1, label="OLS trend on log$_2 w$ (all seeds)")]
-        fig.legend(handles=handles, loc="outside upper center", ncol=3, frameon=False)
+                   *(Line2D([], [], color=c, ls="--", lw=1.2, label=f"OLS trend on log$_2 w$: {p}")
+                     for p, c in PROFILE_COLOURS.items() if p in set(shown["profile"].astype(str)))]
+        fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 4), frameon=False)
         return save(fig, out_dir, "fig14_width_trend")
 

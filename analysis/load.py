@@ -1,4 +1,4 @@
-"""Read every results file under a results root into one tidy DataFrame (SPEC §7).
+"""Read every results file under a results root into one tidy DataFrame.
 
 Files are checked one footer at a time (cheap: schema and metadata only), so a corrupt or foreign
 file is named in the error; the data of all valid files is then read in one pyarrow dataset scan.
@@ -58,7 +58,7 @@ def _check(path: Path) -> pa.Schema:
 
 
 def load_runs(root: str | Path = DEFAULT_ROOT, on_error: str = "raise") -> pd.DataFrame:
-    """All rows of all results files, with the SPEC §7 columns in their declared dtypes.
+    """All rows of all results files, with the schema's columns in their declared dtypes.
 
     ``on_error="skip"`` leaves out a bad file with a warning naming it instead of raising.
     The results root is kept in ``frame.attrs["results_root"]``, so that a figure given only the frame

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -12,12 +13,14 @@ from analysis.plotting import NoData
 
 def show_figure(make: Callable[..., list[Path]], df: pd.DataFrame, out_dir: Path,
                 experiments: Sequence[str] | None) -> list[Path]:
-    """Make one figure of ``analysis.figures`` for ``experiments`` into ``out_dir`` and display its PNG; print why
-    not when the results hold nothing it is made from. Returns the paths written."""
+    """Make one figure of ``analysis.figures`` for ``experiments`` (where the figure takes a choice of sweeps) into
+    ``out_dir`` and display its PNG; print why not when the results hold nothing it is made from. Returns the paths
+    written."""
     from IPython.display import Image, display  # only where a notebook runs it
 
+    takes = "experiments" in inspect.signature(make).parameters  # the per-family figures choose their sweeps
     try:
-        paths = make(df, out_dir, experiments=experiments)
+        paths = make(df, out_dir, experiments=experiments) if takes else make(df, out_dir)
     except NoData as why:
         print(f"{make.__name__} skipped: {why}")
         return []

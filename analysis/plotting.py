@@ -50,14 +50,18 @@ SWEEP_PRESETS = {"mlp": "mlp_sweep", "conv": "conv_sweep", "resnet": "resnet_swe
                  "autoencoder": "autoencoder_sweep", "resnet1d": "mnist1d_resnet_sweep"}
 
 
-# Functional redundancy of a layer (experiments/functional.py; Casper, Boix et al., AAAI 2021), on held-out data:
-# one panel each in every family's redundancy-vs-width figure. All four are shares or R² in [0, 1].
+# Functional redundancy of a layer (experiments/functional.py; Casper, Boix et al., AAAI 2021), statistics fitted on
+# training data and losses scored on the whole held-out set: one panel each in every family's redundancy-vs-width
+# figure. All four are shares or R² in [0, 1].
 FUNCTIONAL_COLUMNS = [
-    ("prunable_frac", "prunable units (mean\nablation): share of $w$"),
-    ("redundant_frac", "redundant units (LS\nreplacement): share of $w$"),
+    ("abl_eff_frac", "units that matter / $w$\n(exp-entropy of ablation effects)"),
+    ("anchor_prunable_frac", "prunable share at 80% agreement\n(random joint ablation)"),
+    ("prunable_frac@0.01", "prunable units (Δloss < 1%)\nshare of $w$"),
     ("act_r2_others_mean", "held-out $R^2$ of a unit\nfrom the others (mean)"),
-    ("abl_top10_share", "ablation loss carried by\nthe top 10% of units"),
 ]
+# Shares of w: a 0-based axis that does not blow a constant 0 up to the whole panel.
+SHARE_METRICS = ("act_dead_frac", "prunable_frac@0.01", "redundant_frac@0.01", "abl_top10_share", "abl_eff_frac",
+                 "anchor_prunable_frac")
 
 
 class NoData(LookupError):

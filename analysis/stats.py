@@ -1,4 +1,4 @@
-"""Across-seed statistics of every logged metric: the tests SPEC §3 asks for, in one table.
+"""Across-seed statistics of every logged metric: the paired tests of every metric, in one table.
 
 The source compared one seed per width. Here each (experiment, model, activation, protocol, width,
 layer, metric) gets: the mean over seeds of the initial (epoch 0) and final values with 95% bootstrap
@@ -111,15 +111,36 @@ def null_percentile(null_sorted: np.ndarray, x: np.ndarray) -> np.ndarray:
     return 100.0 * (below + at_or_below) / (2.0 * null_sorted.size)
 
 
-def paired_values(df: pd.DataFrame) -> pd.DataFrame:
+def end_epochs(trained: pd.DataFrame, at: float) -> pd.Series:
+    """Per trained row, the end point that ``at`` picks: among the epochs its run logged its (layer, metric) at,
+    excluding epoch 0, the one closest to ``at`` × the run's last epoch (a tie goes to the later epoch, so "half
+    the budget" never means less than half). Indexed like ``trained``."""
+    if not 0 < at <= 1:
+        raise ValueError(f"at must be a fraction of the last epoch in (0, 1], got {at}")
+    keys = ["run_id", "layer", "metric"]
+    last = trained.groupby("run_id", observed=True)["epoch"].max().rename("last")
+    logged = trained.loc[trained["epoch"] > 0, [*keys, "epoch"]].drop_duplicates()
+    logged = logged.join(last, on="run_id")
+    logged["dist"] = (logged["epoch"] - at * logged["last"]).abs()
+    logged["neg"] = -logged["epoch"]
+    chosen = logged.sort_values([*keys, "dist", "neg"], kind="stable").drop_duplicates(keys)
+    chosen = chosen.set_index(keys)["epoch"].rename("end_epoch")
+    return trained[keys].join(chosen, on=keys)["end_epoch"]
+
+
+def paired_values(df: pd.DataFrame, at: float | None = None) -> pd.DataFrame:
     """One row per trained replicate and metric: its value at epoch 0 (``init``) and at its run's last epoch.
 
     Pairs are formed within a run (``run_id``, ``seed``), so two runs that share a width but differ in
     another setting never pair with each other; they pool in the summary row as separate replicates.
     Replicates without a finite value at both ends (a diverged seed stops early) are dropped.
+
+    ``at`` (a fraction in (0, 1], e.g. 0.5): the end point is instead each run's checkpoint epoch closest to
+    ``at`` × its last epoch, among the epochs the run logged that metric at, never epoch 0 (:func:`end_epochs`);
+    the verdicts at half the budget can then be compared with the final ones.
     """
     trained = df[(df["kind"] == "trained") & ~df["metric"].isin(INDEX_METRICS)]
-    last = trained.groupby("run_id")["epoch"].transform("max")
+    last = trained.groupby("run_id")["epoch"].transform("max") if at is None else end_epochs(trained, at)
     key = [*GROUP, "run_id", "seed"]
     init = trained[trained["epoch"] == 0].set_index(key)["value"].rename("init")
     end = trained[trained["epoch"] == last].set_index(key)["value"].rename("end")
@@ -136,7 +157,7 @@ def replicates_per_width(df: pd.DataFrame) -> pd.Series:
 
 
 def summary(df: pd.DataFrame, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd.DataFrame:
-    """The SPEC §3 tests for every (experiment, model, activation, protocol, width, layer, metric).
+    """The paired tests for every (experiment, model, activation, protocol, width, layer, metric).
 
     Columns (see :data:`COLUMNS`): ``n_seeds`` paired replicates, ``n_dropped`` the replicates the configuration
     ran at that width that have no finite pair for this metric (e.g. a correlation of a seed whose units all died);
@@ -231,7 +252,7 @@ def write_summary(df: pd.DataFrame, out_dir: str | Path = DEFAULT_ROOT / "tables
     if table.empty:
         return []
     header = (
-        "Summary of every metric across seeds (SPEC §3). n_seeds: paired seeds used; n_dropped: seeds the "
+        "Summary of every metric across seeds. n_seeds: paired seeds used; n_dropped: seeds the "
         "configuration ran at that width without a value for the metric. init/end: mean over seeds at epoch 0 / "
         "last epoch with 95% bootstrap CI; change: paired end − init with CI and Wilcoxon signed-rank p; null: "
         "2.5–97.5% band of untrained draws of the same layer shape; *_null_pct: median percentile of the "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-# What the source printed (4 decimals), seed 10000, 100 epochs (SPEC §2).
+# What the source printed (4 decimals), seed 10000, 100 epochs.
 SOURCE_PRINTED = pd.DataFrame(
     {"width": [8, 32, 128], "loss": [0.0354, 0.0327, 0.0337], "min_pair_l1": [0.0894, 0.0796, 0.0661]}
 ).set_index("width")

@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
-from machine_info import load, machine  # benchmarks/machine_info.py, beside this script
+from machine_info import import_seconds, load, machine, print_table  # benchmarks/machine_info.py, beside this script
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -264,12 +264,6 @@ def mlp_case(width: int, r: int, repeats: int, budget: float, with_loop: bool) -
 
 
 # -- (d): a real job --------------------------------------------------------------------------------------------
-def import_seconds() -> float:
-    """What a fresh process spends importing torch and torch._dynamo (which the first torch.optim.Adam imports)."""
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch, torch._dynamo"], check=True, cwd=REPO_ROOT)
-    return time.perf_counter() - t0
-
 
 def real_job(width: int, extra: list[str]) -> tuple[float, dict[str, float]]:
     """``python run.py experiment=conv_sweep width=W`` into a temporary results dir: (process wall seconds,
@@ -389,10 +383,7 @@ def main() -> None:
           f"activation {p.activation}, {p.epochs} epochs; steps best of {args.repeats}; load average before "
           f"{load_before}, after {load()}; benchmark took {time.time() - started:.0f} s")
     print()
-    print("| measurement | result | target | met |")
-    print("|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_table(("measurement", "result", "target", "met"), rows)
 
 
 if __name__ == "__main__":

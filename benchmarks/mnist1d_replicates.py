@@ -35,20 +35,16 @@ Run:  python benchmarks/mnist1d_replicates.py            (under a minute on 2 id
 
 from __future__ import annotations
 
-import argparse
 import math
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from machine_info import load, machine  # benchmarks/machine_info.py, beside this script
+from machine_info import import_seconds, load, machine, step_parser  # benchmarks/machine_info.py, beside this script
 from torch import nn
 
-from experiments.config import REPO_ROOT
 from experiments.data import mnist1d
 from experiments.ensemble import Ensemble
 from experiments.models_1d import CNN1d, MLPClassifier
@@ -186,25 +182,10 @@ def phase_ms(model: Ensemble, x: torch.Tensor, y: torch.Tensor, step_seconds: fl
     return {name: 1e3 * t / count for name, t in zip(("forward", "backward", "optimizer"), best, strict=True)}
 
 
-def import_seconds() -> float:
-    """What a fresh process spends importing torch, torch._dynamo (which the first torch.optim.Adam imports) and
-    the repository's training modules: the start-up every run pays once, before any step."""
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch, torch._dynamo, experiments.ensemble, experiments.train, "
-                    "experiments.models_1d"], check=True, cwd=REPO_ROOT)
-    return time.perf_counter() - t0
-
 
 # -- the tables -------------------------------------------------------------------------------------------------
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=7, help="rounds of every timing; the fastest is reported")
-    parser.add_argument("--budget", type=float, default=0.15, help="seconds of steps per round and variant (about)")
-    parser.add_argument("--cache-dir", default=str(REPO_ROOT / "results" / "cache"),
-                        help="where the generated MNIST-1D arrays are cached (the presets' default)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="R=2, one round: checks the script end to end (for tests), measures nothing")
-    args = parser.parse_args()
+    args = step_parser(__doc__, budget=0.15).parse_args()
     torch.set_num_threads(THREADS)
     tune_allocator()  # as experiments.train.train does before training
     seeds = SEEDS
@@ -212,7 +193,7 @@ def main() -> None:
         seeds, args.rounds, args.budget = SEEDS[:2], 1, 0.01
 
     started, load_before = time.time(), load()
-    imports = import_seconds()
+    imports = import_seconds(("experiments.ensemble", "experiments.train", "experiments.models_1d"))
     t0 = time.perf_counter()
     data = mnist1d(4000, 1000, args.cache_dir)
     data_seconds = time.perf_counter() - t0

@@ -9,6 +9,7 @@ before it touches the disk, so bad input never leaves a partial results file beh
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ PROTOCOLS = ("source", "clean")
 ACTIVATIONS = ("none", "relu", "tanh")
 DEVICES = ("cpu", "cuda", "auto")
 ENSEMBLE_MODES = ("auto", "loop", "vmap", "stack")
+ORDERS = ("auto", "per_seed", "shared")
 
 # Keys that say where or how a run is executed, not what it computes: they stay out of the run id.
 RUN_ID_EXCLUDED = ("results_dir", "overwrite", "progress", "threads")
@@ -63,7 +65,9 @@ class DataConfig:
 class OptimConfig:
     name: str = "adam"
     lr: float = 1e-3
-    batch_size: int = 0        # 0: full batch (one step per epoch); else mini-batches in a fixed shared order
+    batch_size: int = 0        # 0: full batch (one step per epoch); else mini-batches of this size
+    order: str = "auto"        # mini-batch order: per_seed (each replicate its own, from its seed), shared (one order
+                               # from data.split_seed for every replicate); auto: per_seed with mini-batches
 
 
 @dataclass
@@ -81,11 +85,20 @@ class CompressionConfig:
 
 @dataclass
 class FunctionalConfig:
-    """The functional redundancy metrics (experiments/functional.py) of every family's ``functional_layers``."""
+    """The functional redundancy metrics (experiments/functional.py) of every family's ``functional_layers``: every
+    statistic a replacement uses is fitted on training examples, every loss measured on the held-out set."""
 
-    samples: int = 256          # held-out examples they use: the first ones of the evaluation batch, in two halves
-    threshold: float = 0.01     # prunable / redundant: the loss rises by less than this share of itself
-    null_samples: int = 20      # untrained whole models for their null (each costs a model's worth of ablations)
+    fit_examples: int | None = None    # training examples the means and regressions are fitted on; null: all
+    score_examples: int | None = None  # held-out examples every loss is measured on; null: the whole held-out set
+    thresholds: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1])  # prunable/redundant:
+                                       # the loss rises by less than this share of itself (one share per threshold)
+    threshold: float = 0.01            # the joint pruning curve's loss criterion
+    acc_drop: float = 0.005            # classifiers: a unit is prunable when its ablation costs less test accuracy
+    agreement: float = 0.8             # the anchor's protocol: prunable up to where agreement falls to this
+    fractions: list[float] = field(default_factory=lambda: [i / 6 for i in range(7)])  # its fractions (theirs)
+    orders: int = 10                   # its random orders of the units (K)
+    prune_steps: int = 16              # prefix sizes of the joint pruning curve
+    null_samples: int = 20             # untrained whole models for their null (each costs a model's worth of ablations)
 
 
 @dataclass
@@ -99,6 +112,7 @@ class Config:
     epochs: int = 100
     replicates: int = 1
     log_every: int | None = None
+    checkpoints: list[float] | None = None  # metrics at these fractions of the epochs (and epoch 0); null: log_every
     null_samples: int = 1000
     null_seed: int = 0
     device: str = "cpu"
@@ -109,6 +123,7 @@ class Config:
     overwrite: bool = False
     progress: bool | None = None
     threads: int | None = None
+    quick: bool = False        # a quick try of any preset: shrink every costly knob (experiments.experiment.quick)
 
 
 def register_configs() -> None:
@@ -174,11 +189,8 @@ def validate(cfg: DictConfig | Config) -> None:
         _require(input_dim(cfg) == features(cfg.data), "model.input_dim",
                  f"{cfg.model.input_dim} does not match data '{cfg.data.name}' ({features(cfg.data)} features "
                  "per example; null takes the data's)")
-    _require(cfg.functional.samples >= 4, "functional.samples",
-             f"must be >= 4 (two halves of at least two examples), got {cfg.functional.samples}")
-    _require(cfg.functional.threshold > 0, "functional.threshold", f"must be > 0, got {cfg.functional.threshold}")
-    _require(cfg.functional.null_samples >= 0, "functional.null_samples",
-             f"must be >= 0, got {cfg.functional.null_samples}")
+    _validate_functional(cfg)
+    _validate_schedule(cfg)
     _one_of(cfg.optim.name, "optim", OPTIMIZERS)
     _one_of(cfg.device, "device", DEVICES)
     _one_of(cfg.ensemble, "ensemble", ENSEMBLE_MODES)
@@ -187,6 +199,87 @@ def validate(cfg: DictConfig | Config) -> None:
         _require(mode != "stack" or fam.ensemble == "stack", "ensemble",
                  f"'stack' needs a family built from experiments.layers; model '{cfg.model.name}' runs 'loop' or "
                  "'vmap'")
+
+
+def _validate_functional(cfg: DictConfig | Config) -> None:
+    from experiments.data import eval_size, train_size
+
+    fc = cfg.functional
+    n_train, n_eval = train_size(cfg.data), eval_size(cfg.data)
+    if fc.fit_examples is not None:
+        _require(1 <= fc.fit_examples <= n_train, "functional.fit_examples",
+                 f"must be in 1..{n_train} (the training examples of data '{cfg.data.name}'), got {fc.fit_examples}")
+    if fc.score_examples is not None:
+        _require(2 <= fc.score_examples <= n_eval, "functional.score_examples",
+                 f"must be in 2..{n_eval} (the held-out examples of data '{cfg.data.name}'), got {fc.score_examples}")
+    _require(len(fc.thresholds) > 0, "functional.thresholds", "must not be empty (e.g. [0.001, 0.01, 0.1])")
+    _require(all(t > 0 for t in fc.thresholds), "functional.thresholds",
+             f"every threshold must be > 0, got {list(fc.thresholds)}")
+    _require(fc.threshold > 0, "functional.threshold", f"must be > 0, got {fc.threshold}")
+    _require(0 < fc.acc_drop < 1, "functional.acc_drop", f"must be in (0, 1) (a share of the test set), got "
+             f"{fc.acc_drop}")
+    _require(0 < fc.agreement < 1, "functional.agreement", f"must be in (0, 1), got {fc.agreement}")
+    fr = list(fc.fractions)
+    _require(len(fr) > 0 and all(0 <= f <= 1 for f in fr) and any(f > 0 for f in fr)
+             and all(a < b for a, b in itertools.pairwise(fr)), "functional.fractions",
+             f"must be increasing fractions in [0, 1] with at least one above 0, got {fr}")
+    _require(fc.orders >= 1, "functional.orders", f"must be >= 1, got {fc.orders}")
+    _require(fc.prune_steps >= 1, "functional.prune_steps", f"must be >= 1, got {fc.prune_steps}")
+    _require(fc.null_samples >= 0, "functional.null_samples", f"must be >= 0, got {fc.null_samples}")
+
+
+def _validate_schedule(cfg: DictConfig | Config) -> None:
+    if cfg.checkpoints is not None:
+        cp = list(cfg.checkpoints)
+        _require(len(cp) > 0, "checkpoints", "must not be empty (null: every log_every epochs)")
+        _require(all(a < b for a, b in itertools.pairwise(cp)), "checkpoints",
+                 f"must be strictly increasing fractions of the epochs, got {cp}")
+        _require(cp[0] > 0 and cp[-1] <= 1, "checkpoints",
+                 f"must be fractions of the budget in (0, 1] (1 = the last epoch), got {cp}")
+    _one_of(cfg.optim.order, "optim.order", ORDERS)
+    if cfg.optim.order != "auto":
+        _require(_minibatches(cfg), "optim.order",
+                 f"'{cfg.optim.order}' orders mini-batches, but model '{cfg.model.name}' trains full batch here "
+                 f"(optim.batch_size={cfg.optim.batch_size}); leave it 'auto'")
+        _require(cfg.optim.order == "shared" or not _shared_input(cfg), "optim.order",
+                 f"'per_seed' needs a family that takes one batch per replicate; model '{cfg.model.name}' takes one "
+                 "input shared by its replicates")
+
+
+def _minibatches(cfg: DictConfig | Config) -> bool:
+    from experiments.data import train_size
+
+    return 0 < cfg.optim.batch_size < train_size(cfg.data)
+
+
+def _shared_input(cfg: DictConfig | Config) -> bool:
+    """Families with their own replicated builder (the source MLP) take one input for all replicates."""
+    from experiments.families import FAMILIES
+
+    return FAMILIES[cfg.model.name].stacked is not None
+
+
+def order_of(cfg: DictConfig | Config) -> str:
+    """The mini-batch order a run uses: ``none`` (full batch), ``per_seed`` or ``shared``."""
+    if not _minibatches(cfg):
+        return "none"
+    if cfg.optim.order == "auto":
+        return "shared" if _shared_input(cfg) else "per_seed"
+    return str(cfg.optim.order)
+
+
+def metric_epochs(cfg: DictConfig | Config) -> list[int]:
+    """The epochs at which every metric is logged: 0, the checkpoints (fractions of ``epochs``, rounded to whole
+    epochs, at least 1) and the last epoch; without checkpoints every ``log_every`` epochs and the last."""
+    epochs = int(cfg.epochs)
+    if epochs == 0:
+        return [0]
+    if cfg.checkpoints is not None:
+        picked = {max(1, min(epochs, round(float(f) * epochs))) for f in cfg.checkpoints}
+    else:
+        every = log_every(cfg)
+        picked = set(range(every, epochs + 1, every))
+    return sorted({0, epochs} | picked)
 
 
 def log_every(cfg: DictConfig | Config) -> int:

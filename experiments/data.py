@@ -167,6 +167,18 @@ def features(cfg_data) -> int:
     return {"integers": 1, "digits": 64, "mnist1d": MNIST1D_LENGTH}[cfg_data.name]
 
 
+def train_size(cfg_data) -> int:
+    """Training examples of a config's data set (the integers: all n of them, its only data)."""
+    return {"integers": lambda: int(cfg_data.n), "digits": lambda: int(cfg_data.n_train),
+            "mnist1d": lambda: int(cfg_data.n_train)}[cfg_data.name]()
+
+
+def eval_size(cfg_data) -> int:
+    """Held-out examples of a config's data set (the integers: the same n inputs, it has no held-out data)."""
+    return {"integers": lambda: int(cfg_data.n), "digits": lambda: int(cfg_data.n_eval),
+            "mnist1d": lambda: int(cfg_data.n_eval)}[cfg_data.name]()
+
+
 def load(cfg_data) -> Data:
     """The data set a config's ``data`` group names (``cfg.data``), with only the keys it uses."""
     if cfg_data.name == "integers":

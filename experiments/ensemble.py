@@ -33,6 +33,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -45,28 +46,51 @@ MODES = ("loop", "vmap", "stack")
 class Substitution:
     """Replace one layer's output during a forward pass by a batch of K variants of it (functional metrics).
 
-    Variant k is the layer's output with unit ``units[k]`` replaced by ``values[:, k]``: ``values`` is
-    (R, K, N, *positions) for the layer's output (R, N, C, *positions) (replicate r's slice when the replicates run
-    one at a time, ``replicate`` = r). The variants go variant-major into the batch, (…, K·N, …): every later layer
-    runs on K·N examples, and a tensor computed before the layer and used after it (a residual shortcut) must pass
-    through :meth:`Replica.carry`, which repeats it K times.
+    Two ways to describe the variants of the layer's output h (R, N, C, *positions):
+
+    - one unit each (``values``, ``units``): variant k is h with unit ``units[k]`` replaced by ``values[:, k]``
+      ((R, K, N, *positions));
+    - a set of units each (``masks``, ``fill``): variant k is h with every unit u where ``masks[:, k, u]`` replaced
+      by the constant ``fill[:, u]`` (masks (R, K, C) bool, fill (R, C)): joint ablation of many units at once.
+
+    ``replicate`` = r when the replicates run one at a time (then h is replicate r's (N, C, ...)). The variants go
+    variant-major into the batch, (…, K·N, …): every later layer runs on K·N examples, and a tensor computed before
+    the layer and used after it (a residual shortcut) must pass through :meth:`Replica.carry`, which repeats it K
+    times.
     """
 
-    def __init__(self, layer: str, values: torch.Tensor, units: torch.Tensor, replicate: int | None = None) -> None:
+    def __init__(self, layer: str | None, values: torch.Tensor | None = None, units: torch.Tensor | None = None,
+                 replicate: int | None = None, masks: torch.Tensor | None = None,
+                 fill: torch.Tensor | None = None) -> None:
         self.layer, self.values, self.units, self.replicate = layer, values, units, replicate
+        self.masks, self.fill = masks, fill
         self.variants: int | None = None
+
+    def _mine(self, t: torch.Tensor) -> torch.Tensor:
+        """This replicate's slice of a stacked (R, ...) argument, kept as a batch of one."""
+        return t if self.replicate is None else t[self.replicate:self.replicate + 1]
+
+    def _finish(self, v: torch.Tensor, stacked: bool) -> torch.Tensor:
+        r, k, n = v.shape[:3]
+        out = v.reshape(r, k * n, *v.shape[3:])
+        self.variants = k
+        out = out if stacked else out.squeeze(0)
+        return out.contiguous(memory_format=torch.channels_last) if out.dim() == 4 else out
 
     def apply(self, h: torch.Tensor) -> torch.Tensor:
         stacked = self.replicate is None
         h = h if stacked else h.unsqueeze(0)
-        vals = self.values if stacked else self.values[self.replicate:self.replicate + 1]
-        r, n, k = h.shape[0], h.shape[1], len(self.units)
+        if self.masks is not None:
+            masks, fill = self._mine(self.masks), self._mine(self.fill)
+            extra = (1,) * (h.dim() - 3)
+            m = masks.view(*masks.shape, *extra).unsqueeze(2)          # (R, K, 1, C, 1...)
+            f = fill.to(h.dtype).view(fill.shape[0], 1, 1, fill.shape[1], *extra)
+            return self._finish(torch.where(m.to(h.device), f, h.unsqueeze(1)), stacked)
+        vals = self._mine(self.values)
+        r, k = h.shape[0], len(self.units)
         v = h.unsqueeze(1).expand(r, k, *h.shape[1:]).clone()
         v.transpose(2, 3)[:, torch.arange(k, device=h.device), self.units.to(h.device)] = vals.to(h.dtype)
-        out = v.reshape(r, k * n, *h.shape[2:])
-        self.variants = k
-        out = out if stacked else out.squeeze(0)
-        return out.contiguous(memory_format=torch.channels_last) if out.dim() == 4 else out
+        return self._finish(v, stacked)
 
     def expand(self, t: torch.Tensor) -> torch.Tensor:
         if self.variants is None:  # the substituted layer has not run yet: nothing to repeat
@@ -78,6 +102,93 @@ class Substitution:
         return out.contiguous(memory_format=torch.channels_last) if out.dim() == 4 else out
 
 
+class Injection(Substitution):
+    """Variants of a studied layer applied one layer later, at the output of the layer's *consumer*: the one linear
+    module (``Linear``, ``Conv1d``, ``Conv2d``) that reads the studied layer's output and that nothing else reads it
+    besides (``Replica.consumers``). The consumer is linear, so replacing unit u's activation a_u by v changes its
+    output by the consumer applied to the one-channel signal v − a_u (its bias cancels): the consumer runs once on the
+    unchanged activations and each variant adds its own terms.
+
+    - one unit each (``values``, ``units``, as :class:`Substitution`): a one-channel product per variant instead of the
+      whole consumer on K copies of the layer;
+    - a set of units each (``masks``, ``fill``): for a convolution, the one-channel terms of every unit are computed
+      once and each variant sums its units' terms in one matrix product (the kernel taps folded in); for a linear
+      consumer the variants' changed inputs go through its weights in one batched product.
+
+    Everything after the consumer runs on the K·N variant examples as with :class:`Substitution`, whose ``expand``
+    (for ``carry``) this inherits.
+    """
+
+    def __init__(self, values: torch.Tensor | None = None, units: torch.Tensor | None = None,
+                 replicate: int | None = None, masks: torch.Tensor | None = None, fill: torch.Tensor | None = None,
+                 cache: dict | None = None) -> None:
+        super().__init__(None, values, units, replicate, masks, fill)
+        self.cache = cache  # masked variants: every unit's terms, kept across the chunks of one batch of variants
+
+    @staticmethod
+    def unit_terms(module: nn.Module, w: torch.Tensor, delta: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+        """The consumer (weight ``w``, (R, out, C, *kernel)) applied to one-channel signals: ``delta`` (R, K, N,
+        *positions) on input channel ``units[k]`` -> (R, K, N, out, *positions')."""
+        wu = w[:, :, units]                                # (R, out, K, *kernel)
+        if delta.dim() == 3:                               # Linear: (R, K, N) x (R, out, K)
+            return delta.unsqueeze(-1) * wu.transpose(1, 2).unsqueeze(2)
+        r, k, n = delta.shape[:3]
+        if delta.dim() == 4:                               # Conv1d: the signal's windows x its taps, one bmm
+            (k_size,), (stride,), (pad,) = module.kernel_size, module.stride, module.padding
+            windows = F.pad(delta, (pad, pad)).unfold(-1, k_size, stride)         # (R, K, N, L', taps)
+            length = windows.shape[3]
+            taps = wu.permute(0, 2, 3, 1).reshape(r * k, k_size, -1)               # (R·K, taps, out)
+            out = torch.bmm(windows.reshape(r * k, n * length, k_size), taps)
+            return out.view(r, k, n, length, -1).transpose(-1, -2)
+        parts = []                                         # Conv2d: a grouped convolution, one group per variant
+        for i in range(r):
+            kernels = wu[i].transpose(0, 1).reshape(k * w.shape[1], 1, *w.shape[3:])
+            y = F.conv2d(delta[i].transpose(0, 1), kernels, None, module.stride, module.padding, module.dilation,
+                         groups=k)
+            parts.append(y.unflatten(1, (k, w.shape[1])).movedim(1, 0))
+        return torch.stack(parts)
+
+    def hook(self, module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        stacked = self.replicate is None
+        a, w = args[0], module.weight
+        a, out = (a, out) if stacked else (a.unsqueeze(0), out.unsqueeze(0))
+        w = w if stacked else w.unsqueeze(0)
+        if stacked and a.dim() == 2:                       # a shared (N, C) input: not a studied layer's output
+            raise ValueError("a consumer must read the studied layer's (R, N, C, ...) output")
+        base = out.unsqueeze(1)                            # (R, 1, N, out, *positions')
+        if self.masks is None:
+            units = self.units.to(a.device)
+            delta = self._mine(self.values).to(a.dtype) - a[:, :, units].movedim(2, 1)   # (R, K, N, *positions)
+            return self._finish(base + self.unit_terms(module, w, delta, units), stacked)
+        masks, fill = self._mine(self.masks).to(a.device), self._mine(self.fill).to(a.device, a.dtype)
+        extra = (1,) * (a.dim() - 3)
+        change = fill.view(*fill.shape[:1], 1, fill.shape[1], *extra) - a                 # (R, N, C, *positions)
+        r, k = masks.shape[:2]
+        if a.dim() == 3:                                   # Linear: each variant's changed input through W, one bmm
+            delta = masks.to(a.dtype).unsqueeze(2) * change.unsqueeze(1)                  # (R, K, N, C)
+            terms = torch.bmm(delta.reshape(r, -1, a.shape[2]), w.transpose(1, 2))
+            return self._finish(base + terms.view(r, k, a.shape[1], -1), stacked)
+        every = None if self.cache is None else self.cache.get(self.replicate)
+        if every is None:
+            units = torch.arange(a.shape[2], device=a.device)
+            every = self.unit_terms(module, w, change.movedim(2, 1), units)               # (R, C, N, out, *pos')
+            if self.cache is not None:
+                self.cache[self.replicate] = every
+        summed = torch.bmm(masks.to(a.dtype), every.reshape(r, a.shape[2], -1))          # (R, K, N·out·pos')
+        return self._finish(base + summed.view(r, k, *every.shape[2:]), stacked)
+
+
+def consumer_ok(module: nn.Module) -> bool:
+    """Whether :class:`Injection` can compute ``module``'s one-channel terms: a Linear, or a zero-padded Conv1d/Conv2d
+    with one group and integer padding."""
+    if isinstance(module, nn.Linear):
+        return True
+    if isinstance(module, nn.Conv1d | nn.Conv2d):
+        return (module.groups == 1 and module.padding_mode == "zeros" and not isinstance(module.padding, str)
+                and (isinstance(module, nn.Conv2d) or module.dilation == (1,)))
+    return False
+
+
 class Replica(nn.Module):
     """One replicate of a family. ``weight_layers`` names the ``nn.Linear``/``nn.Conv2d`` submodules (by attribute
     path) whose weights get every weight metric and a null; ``activation_layers`` those whose outputs get the
@@ -85,11 +196,15 @@ class Replica(nn.Module):
     the BatchNorm and ReLU that follow), through :meth:`record`, so that :meth:`Ensemble.activations` can
     collect it. ``functional_layers`` (a subset of ``activation_layers``: the bottleneck-like layers) also get the
     functional metrics (``experiments.functional``: ablation, compensation, linear predictability); a tensor that
-    skips over one of them (a residual shortcut) must be passed through :meth:`carry`."""
+    skips over one of them (a residual shortcut) must be passed through :meth:`carry`. ``consumers`` (optional) names,
+    for a functional layer, the linear module that alone reads its output (:class:`Injection`)."""
 
     weight_layers: tuple[str, ...] = ()
     activation_layers: tuple[str, ...] = ()
     functional_layers: tuple[str, ...] = ()
+    # functional layer -> the one linear module (Linear, Conv1d, Conv2d) that reads its output and that nothing else
+    # reads it besides; optional: it lets single-unit ablations run as one-channel terms at that module (Injection)
+    consumers: dict[str, str] = {}  # noqa: RUF012  (a class-level constant, never mutated)
 
     def __init__(self) -> None:
         super().__init__()
@@ -221,17 +336,19 @@ class Ensemble(nn.Module):
                 state[path] = part
         return states
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (N, ...) shared by all replicates -> (R, N, ...)."""
+    def forward(self, x: torch.Tensor, stacked: bool = False) -> torch.Tensor:
+        """``x`` (N, ...) shared by all replicates, or (R, N, ...) one batch per replicate (``stacked``) -> (R, N, ...).
+        A stacked module tells the two apart by their dimensions; the loop and vmap modes are told."""
         if self.mode == "stack":
             return functional_call(self.template, {**self._params, **self._buffers_}, (x,))
         if self.mode == "vmap":
             state = {**self._params, **self._buffers_}
-            return vmap(lambda s, inp: functional_call(self.template, s, (inp,)), in_dims=(0, None),
+            return vmap(lambda s, inp: functional_call(self.template, s, (inp,)), in_dims=(0, 0 if stacked else None),
                         randomness="different")(state, x)
-        if x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return torch.stack([functional_call(self.template, state, (x,)) for state in self._replica_states()])
+        parts = x.unbind(0) if stacked else [x] * self.replicates  # images: channels_last, a no-op when already
+        parts = [p.contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p for p in parts]
+        return torch.stack([functional_call(self.template, state, (xr,))
+                            for state, xr in zip(self._replica_states(), parts, strict=True)])
 
     @property
     def functional_layers(self) -> tuple[str, ...]:
@@ -271,24 +388,53 @@ class Ensemble(nn.Module):
         """Each studied layer's output on ``x`` for every replicate, as (R, samples, units) (no gradient)."""
         return {name: as_units_stacked(h) for name, h in self.recorded(x).items()}
 
+    def consumer(self, layer: str) -> str | None:
+        """The module that alone reads ``layer``'s output, if the family declares one that :class:`Injection` can use
+        (``Replica.consumers``); None: single-unit variants are substituted at the layer itself."""
+        name = getattr(self.template, "consumers", {}).get(layer)
+        return name if name is not None and consumer_ok(self.template.get_submodule(name)) else None
+
     @torch.no_grad()
-    def forward_with(self, x: torch.Tensor, layer: str, values: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
-        """The forward pass with ``layer``'s output replaced by a batch of variants, variant k with unit ``units[k]``
-        set to ``values[:, k]`` (see :class:`Substitution`): (R, K·N, ...). Stacked models make one pass; the others
-        one per replicate (the ``vmap`` mode runs its replicates one at a time here)."""
+    def _run_variants(self, x: torch.Tensor, make: Callable[[int | None], Substitution],
+                      at: str | None = None) -> torch.Tensor:
+        """The forward pass with a batch of variants (``make(replicate)``), one pass for stacked models and one per
+        replicate otherwise; ``at``: the consumer module whose output an :class:`Injection` replaces."""
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.mode == "stack":
+        target = self.template.get_submodule(at) if at is not None else None
+        states = [None] if self.mode == "stack" else list(enumerate(self._replica_states()))
+        full = {**self._params, **self._buffers_}
+        outs = []
+        for item in states:
+            r, state = (None, full) if item is None else item
+            sub = make(r)
+            handle = target.register_forward_hook(sub.hook) if target is not None else None
             try:
-                self.template._substitution = Substitution(layer, values, units)
-                return functional_call(self.template, {**self._params, **self._buffers_}, (x,))
+                self.template._substitution = sub
+                outs.append(functional_call(self.template, state, (x,)))
             finally:
                 self.template._substitution = None
-        outs = []
-        try:
-            for r, state in enumerate(self._replica_states()):
-                self.template._substitution = Substitution(layer, values, units, r)
-                outs.append(functional_call(self.template, state, (x,)))
-        finally:
-            self.template._substitution = None
-        return torch.stack(outs)
+                if handle is not None:
+                    handle.remove()
+        return outs[0] if self.mode == "stack" else torch.stack(outs)
+
+    def forward_with(self, x: torch.Tensor, layer: str, values: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+        """The forward pass with ``layer``'s output replaced by a batch of variants, variant k with unit ``units[k]``
+        set to ``values[:, k]`` (see :class:`Substitution`): (R, K·N, ...). Through the layer's consumer
+        (:class:`Injection`) when the family declares one. Stacked models make one pass; the others one per
+        replicate (the ``vmap`` mode runs its replicates one at a time here)."""
+        at = self.consumer(layer)
+        if at is not None:
+            return self._run_variants(x, lambda r: Injection(values, units, r), at)
+        return self._run_variants(x, lambda r: Substitution(layer, values, units, r))
+
+    def forward_masked(self, x: torch.Tensor, layer: str, masks: torch.Tensor, fill: torch.Tensor,
+                       cache: dict | None = None) -> torch.Tensor:
+        """The forward pass with ``layer``'s output replaced by K variants, variant k with every unit u where
+        ``masks[:, k, u]`` set to ``fill[:, u]`` (joint ablation; see :class:`Substitution`): (R, K·N, ...). ``cache``:
+        a dict kept across calls with the same ``x`` and ``fill`` (chunks of one batch of variants), where the
+        consumer's per-unit terms are computed once."""
+        at = self.consumer(layer)
+        if at is not None:
+            return self._run_variants(x, lambda r: Injection(replicate=r, masks=masks, fill=fill, cache=cache), at)
+        return self._run_variants(x, lambda r: Substitution(layer, replicate=r, masks=masks, fill=fill))

@@ -47,6 +47,7 @@ class ConvIdentity(Replica):
     weight_layers = ("hidden", "bottleneck", "head")
     activation_layers = ("hidden", "bottleneck")
     functional_layers = ("bottleneck",)
+    consumers = {"bottleneck": "head"}  # noqa: RUF012
 
     def __init__(self, width: int, hidden: int = 32, activation: str = "none") -> None:
         super().__init__()
@@ -83,6 +84,7 @@ class DigitsResNet(Replica):
 
     activation_layers = ("reduce", "middle")
     functional_layers = ("reduce", "middle")
+    consumers = {"reduce": "expand"}  # noqa: RUF012  (the bottleneck block: set per instance)
 
     def __init__(self, width: int, channels: int = 64, block: str = "basic", classes: int = 10) -> None:
         super().__init__()
@@ -101,6 +103,7 @@ class DigitsResNet(Replica):
             self.middle, self.middle_bn = _conv_bn(w, w, 3)
             self.expand, self.expand_bn = _conv_bn(w, c, 1)
             self.weight_layers = ("stem", "reduce", "middle", "expand", "fc")
+            self.consumers = {"reduce": "middle", "middle": "expand"}
         self.fc = nn.Linear(c, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -98,6 +98,27 @@ def weight_metrics(W: torch.Tensor) -> dict[str, torch.Tensor]:
     return out
 
 
+MOVEMENT_METRICS = ("rel_move", "rel_move_spectral", "unit_angle_deg")
+
+
+def movement_metrics(W: torch.Tensor, W0: torch.Tensor) -> dict[str, torch.Tensor]:
+    """How far a batch of layers moved from their initial weights ``W0`` (both (B, units, fan_in), conv weights
+    flattened), whether wider layers move less (lazy training, Chizat et al. 2019):
+
+    - ``rel_move``: ‖W − W0‖_F / ‖W0‖_F;
+    - ``rel_move_spectral``: ‖W − W0‖_2 / ‖W0‖_2 (largest singular values, float64);
+    - ``unit_angle_deg``: the mean over units of the angle between each unit's initial and current weight vector,
+      in degrees (0: every unit points where it started; 90: orthogonal to it).
+    """
+    W, W0 = W.flatten(2).double(), W0.flatten(2).double()
+    D = W - W0
+    rel = D.flatten(1).norm(dim=1) / W0.flatten(1).norm(dim=1)
+    spectral = singular_values(D)[:, 0].double() / singular_values(W0)[:, 0].double()
+    cos = (W * W0).sum(-1) / (W.norm(dim=-1) * W0.norm(dim=-1)).clamp_min(torch.finfo(W.dtype).tiny)
+    angle = torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0))).mean(dim=-1)
+    return {"rel_move": rel, "rel_move_spectral": spectral, "unit_angle_deg": angle}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Activation metrics: redundancy of what units compute, on a fixed evaluation batch.
 

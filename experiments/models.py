@@ -177,6 +177,23 @@ class ReplicatedMLP(nn.Module):
         shifted = out.unsqueeze(1) + ((values.to(h.dtype) - h) * w[:, :, None]).unsqueeze(-1)
         return shifted.reshape(out.shape[0], -1, out.shape[-1])
 
+    @torch.no_grad()
+    def forward_masked(self, x: torch.Tensor, layer: str, masks: torch.Tensor, fill: torch.Tensor,
+                       cache: dict | None = None) -> torch.Tensor:
+        """The outputs (R, K·N, 1) with ``layer``'s units u where ``masks[:, k, u]`` set to ``fill[:, u]`` in variant k
+        (joint ablation; ``experiments.ensemble.Substitution``): the plain output plus Σ_u (fill_u − a_u) w_u over the
+        masked units, through the affine head as in :meth:`forward_with`."""
+        names = [spec.name for spec in self.specs]
+        if names.index(layer) != len(names) - 2:
+            raise ValueError(f"functional metrics need the layer before the head, got {layer!r}")
+        record: dict[str, torch.Tensor] = {}
+        out = self._forward(x, record)                               # (R, N, 1)
+        h = record[layer]                                            # (R, N, U)
+        w = self.weights[names[-1]][:, 0, :]                         # (R, U)
+        change = (fill.to(h.dtype)[:, None, :] - h) * w[:, None, :]  # (R, N, U)
+        shifted = out.unsqueeze(1) + torch.bmm(masks.to(h.dtype), change.transpose(1, 2)).unsqueeze(-1)
+        return shifted.reshape(out.shape[0], -1, out.shape[-1])
+
 
 def build_mlp(width: int, seeds: list[int], protocol: str = "source", activation: str = "none",
               hidden: int = 32) -> ReplicatedMLP:

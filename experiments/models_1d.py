@@ -27,6 +27,26 @@ def conv_length(length: int, kernel: int, stride: int, padding: int) -> int:
     return (length + 2 * padding - kernel) // stride + 1
 
 
+def average_pool(h: torch.Tensor, groups: int) -> torch.Tensor:
+    """Mean of ``h`` over ``groups`` runs of L / groups consecutive positions: (N, C, L) -> (N, C, groups), or
+    stacked (R, N, C, L) -> (R, N, C, groups).
+
+    One replicate's (N, C, L) is pooled by ``mean(-1)`` on each run, as solo runs always have been (bit for bit).
+    Stacked, each run's sum is a matrix-vector product with ones (exact products, then a sum of L / groups terms in
+    some order), divided by the run's length: the same two roundings as ``mean`` (a sum of that many terms, one
+    division), in another order. It runs on the (R, C, N, L) view, which for a stacked layer's output is contiguous
+    (``experiments.layers``), so the runs are the rows of one matrix and the product one pass over it, forward and
+    backward; ``mean(-1)`` reduced each run of 5 on its own (~2 ms of a 14 ms ResNet1d step of 20 replicates,
+    ``benchmarks/step_speed.py``).
+    """
+    width = h.shape[-1] // groups
+    if h.dim() == 3:
+        return h.unflatten(-1, (groups, width)).mean(-1)
+    signals = h.transpose(1, 2)
+    sums = (signals.unflatten(-1, (groups, width)) @ signals.new_ones(width, 1)).squeeze(-1)
+    return (sums / width).transpose(1, 2)
+
+
 class MLPClassifier(Replica):
     """in -> h -> w -> h -> classes with ReLU after each hidden layer; ``bottleneck`` (h -> w) is the studied layer.
 
@@ -36,6 +56,7 @@ class MLPClassifier(Replica):
     weight_layers = ("hidden", "bottleneck", "expand", "head")
     activation_layers = ("hidden", "bottleneck", "expand")
     functional_layers = ("bottleneck",)
+    consumers = {"bottleneck": "expand"}  # noqa: RUF012  (expand alone reads the bottleneck: Injection)
 
     def __init__(self, width: int, hidden: int = 100, inputs: int = MNIST1D_LENGTH, classes: int = CLASSES) -> None:
         super().__init__()
@@ -64,6 +85,7 @@ class Autoencoder(Replica):
     weight_layers = ("hidden", "bottleneck", "expand", "head")
     activation_layers = ("hidden", "bottleneck", "expand")
     functional_layers = ("bottleneck",)
+    consumers = {"bottleneck": "expand"}  # noqa: RUF012  (expand alone reads the bottleneck: Injection)
 
     def __init__(self, width: int, hidden: int = 100, inputs: int = MNIST1D_LENGTH, flatten: int = 1) -> None:
         super().__init__()
@@ -93,6 +115,7 @@ class CNN1d(Replica):
     weight_layers = ("hidden", "bottleneck", "expand", "head")
     activation_layers = ("hidden", "bottleneck", "expand")
     functional_layers = ("bottleneck",)
+    consumers = {"bottleneck": "expand"}  # noqa: RUF012  (expand alone reads the bottleneck: Injection)
 
     def __init__(self, width: int, channels: int = 25, length: int = MNIST1D_LENGTH, classes: int = CLASSES) -> None:
         super().__init__()
@@ -141,9 +164,11 @@ class ResNet1d(Replica):
             self.middle, self.middle_bn = Conv1d(w, w, 3, padding=1, bias=False), BatchNorm1d(w)
             self.weight_layers = ("stem", "reduce", "middle", "expand", "fc")
             self.activation_layers = self.functional_layers = ("reduce", "middle")
+            self.consumers = {"reduce": "middle", "middle": "expand"}
         else:
             self.weight_layers = ("stem", "reduce", "expand", "fc")
             self.activation_layers = self.functional_layers = ("reduce",)
+            self.consumers = {"reduce": "expand"}
         self.expand, self.expand_bn = Conv1d(w, c, k_outer, padding=k_outer // 2, bias=False), BatchNorm1d(c)
         self.fc = Linear(c * pooled, classes)
 
@@ -153,8 +178,7 @@ class ResNet1d(Replica):
         if self.block == "bottleneck":
             z = self.record("middle", F.relu(self.middle_bn(self.middle(z))))
         h = F.relu(self.expand_bn(self.expand(z)) + self.carry(h))
-        pooled = h.unflatten(-1, (self.pooled, self.positions // self.pooled)).mean(-1)
-        return self.fc(pooled.flatten(-2))
+        return self.fc(average_pool(h, self.pooled).flatten(-2))
 
 
 class Logistic(Replica):

@@ -15,10 +15,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from experiments.functional import functional_metrics
+from experiments.data import Data
+from experiments.functional import Protocol, functional_metrics
 from experiments.metrics import activation_metrics, weight_metrics
 from experiments.models import LayerSpec, linear_init_bound
-from experiments.train import RowBuffer
+from experiments.train import FunctionalData, RowBuffer
 
 # Metrics computed chunk by chunk so a 1000-sample null of a wide layer stays within memory.
 CHUNK = 250
@@ -52,12 +53,11 @@ def null_model_seeds(null_seed: int, samples: int) -> list[int]:
     return [zlib.crc32(f"{null_seed}:model:{i}".encode()) for i in range(samples)]
 
 
-def activation_null_rows(build: Callable[[Sequence[int]], torch.nn.Module], x: torch.Tensor, samples: int,
-                         null_seed: int, chunk: int = 50, functional=None, y: torch.Tensor | None = None,
-                         task=None) -> tuple[RowBuffer, float]:
-    """Activation metrics of ``samples`` untrained models on the evaluation batch ``x`` (epoch 0 rows), and the
-    functional metrics (``experiments.functional``) of the first ``functional.null_samples`` of them on its first
-    ``functional.samples`` examples (targets ``y``, ``task``'s loss). Returns the rows and the seconds the
+def activation_null_rows(build: Callable[[Sequence[int]], torch.nn.Module], data: Data, samples: int,
+                         null_seed: int, chunk: int = 50, functional=None, task=None) -> tuple[RowBuffer, float]:
+    """Activation metrics of ``samples`` untrained models on the evaluation batch ``data.eval_x`` (epoch 0 rows), and
+    the functional metrics (``experiments.functional``: fitted on the training examples, scored on the held-out ones,
+    as for the trained models) of the first ``functional.null_samples`` of them. Returns the rows and the seconds the
     functional metrics took (with the rebuilds they need), for the run's metadata.
 
     ``build(seeds)`` is the family's replicated-model builder; models are built and measured ``chunk`` at a
@@ -67,8 +67,11 @@ def activation_null_rows(build: Callable[[Sequence[int]], torch.nn.Module], x: t
     rows = RowBuffer()
     functional_seconds = 0.0
     seeds = null_model_seeds(null_seed, samples)
+    x = data.eval_x
     n_functional = min(samples, int(functional.null_samples)) if functional is not None else 0
-    k = int(functional.samples) if functional is not None else 0
+    if n_functional:
+        fdata = FunctionalData.make(data, task, functional)
+        protocol = Protocol.from_config(functional)
     for start in range(0, samples, chunk):
         model = build(seeds[start:start + chunk]).to(x.device).eval()
         for layer, acts in model.activations(x).items():
@@ -78,8 +81,8 @@ def activation_null_rows(build: Callable[[Sequence[int]], torch.nn.Module], x: t
             t0 = time.perf_counter()
             if m < model.replicates:  # only the first models of this chunk: rebuild just those (the same draws)
                 model = build(seeds[start:start + m]).to(x.device).eval()
-            measured = functional_metrics(model, x[:k], y[:k], task, tuple(model.functional_layers),
-                                          float(functional.threshold))
+            measured = functional_metrics(model, fdata.fit_x, fdata.score_x, fdata.score_y, task,
+                                          tuple(model.functional_layers), protocol, seeds[start:start + m])
             for layer, values in measured.items():
                 rows.add(0, layer, values, np.arange(start, start + m))
             functional_seconds += time.perf_counter() - t0

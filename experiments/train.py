@@ -1,10 +1,10 @@
-"""Training of a replicated model (full batch, or mini-batches in a fixed order), logging loss and metrics
-into tidy rows.
+"""Training of a replicated model (full batch, or mini-batches), logging loss and metrics into tidy rows at
+checkpoints.
 
 All replicates step together: the loss is the sum of the replicates' own mean losses, so each
-replicate's gradient is exactly its own, and Adam (element-wise) keeps them independent. Mini-batches are
-drawn in an order fixed by ``batch_seed`` (not by the run's seed), the same for every replicate, so replicate
-r sees exactly the batches a solo run with seed ``seed + r`` sees.
+replicate's gradient is exactly its own, and Adam (element-wise) keeps them independent. With mini-batches each
+replicate draws its own order from its seed (``per_seed``, the default) or all share one from ``data.split_seed``
+(``shared``); either way replicate r sees exactly the batches a solo run with seed ``seed + r`` sees.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import contextlib
 import ctypes
 import functools
 import logging
+import math
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,8 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from experiments.data import Data
-from experiments.functional import functional_metrics
-from experiments.metrics import activation_metrics, weight_metrics
+from experiments.functional import Protocol, functional_metrics
+from experiments.metrics import activation_metrics, movement_metrics, weight_metrics
+from experiments.step import make_step
 from experiments.tasks import eval_mode
 
 log = logging.getLogger(__name__)
@@ -100,7 +103,7 @@ class TrainResult:
     final: dict[str, torch.Tensor]
     diverged: dict[int, int]  # seed -> epoch at which its loss stopped being finite
     metric_seconds: float     # every metric pass, the functional metrics included
-    train_seconds: float
+    train_seconds: float      # the training epochs, metric passes excluded
     functional_seconds: float = 0.0
 
 
@@ -130,27 +133,79 @@ def minibatches(n: int, batch_size: int, order: torch.Generator) -> list[torch.T
     return list(torch.randperm(n, generator=order).split(batch_size))
 
 
+def order_generator(seed: int, split_seed: int) -> torch.Generator:
+    """The generator of one replicate's own mini-batch order: keyed by its seed (and ``data.split_seed``), never the
+    stream its weights were drawn from, so that replicate r and a solo run with its seed see the same batches."""
+    return torch.Generator().manual_seed(zlib.crc32(f"{seed}:order:{split_seed}".encode()))
+
+
+@dataclass
+class BatchOrder:
+    """Which examples each step of an epoch takes: ``none`` (full batch), ``shared`` (one permutation per epoch from
+    ``data.split_seed``, the same batches for every replicate) or ``per_seed`` (each replicate permutes with its own
+    generator, :func:`order_generator`; a batch is then (R, B) indices, one row per replicate)."""
+
+    kind: str
+    batch_size: int
+    generators: list[torch.Generator]
+
+    @classmethod
+    def make(cls, kind: str, batch_size: int, seeds: list[int], split_seed: int) -> BatchOrder:
+        if kind == "per_seed":
+            return cls(kind, batch_size, [order_generator(s, split_seed) for s in seeds])
+        return cls(kind, batch_size, [torch.Generator().manual_seed(split_seed)])
+
+    def epoch(self, n: int) -> list[torch.Tensor] | None:
+        if self.kind == "none" or not 0 < self.batch_size < n:
+            return None
+        if self.kind == "shared":
+            return minibatches(n, self.batch_size, self.generators[0])
+        perms = torch.stack([torch.randperm(n, generator=g) for g in self.generators])
+        return list(perms.split(self.batch_size, dim=1))
+
+    def steps_per_epoch(self, n: int) -> int:
+        return 1 if self.kind == "none" or not 0 < self.batch_size < n else math.ceil(n / self.batch_size)
+
+
 def trainable_parameters(model: torch.nn.Module) -> int:
     """Trainable parameters of one replicate (every stacked parameter has the replicates on its first axis)."""
     return sum(p[0].numel() for p in model.parameters_in_source_order() if p.requires_grad)
 
 
-def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: int, lr: float, log_every: int,
-          progress: bool | None = None, batch_size: int = 0, batch_seed: int = 0, functional=None) -> TrainResult:
+@dataclass
+class FunctionalData:
+    """What the functional metrics run on: training examples to fit on, held-out examples and targets to score on."""
+
+    fit_x: torch.Tensor
+    score_x: torch.Tensor
+    score_y: torch.Tensor
+
+    @classmethod
+    def make(cls, data: Data, task, fc) -> FunctionalData:
+        fit = data.x if fc.fit_examples is None else data.x[:int(fc.fit_examples)]
+        k = None if fc.score_examples is None else int(fc.score_examples)
+        return cls(fit, data.eval_x[:k], task.targets(data)[1][:k])
+
+
+def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: int, lr: float,
+          metric_epochs: list[int] | int, progress: bool | None = None, batch_size: int = 0, batch_seed: int = 0,
+          functional=None, order: str = "shared") -> TrainResult:
     """Train all replicates for ``epochs`` passes of Adam over ``data.x`` towards ``task``'s targets.
 
     ``batch_size`` 0 (or >= the data) is full-batch training, one step per epoch, and ``loss`` at epoch e is
-    computed in epoch e's forward pass, before its update. Otherwise each epoch takes the mini-batches of a
-    permutation drawn from a generator seeded with ``batch_seed`` (the last batch may be smaller) and ``loss``
-    at epoch e is the mean over the epoch's examples of the training loss in its steps. At epoch 0 ``loss`` is
-    the loss of the initial weights on all of ``data.x``. At epoch 0, every ``log_every`` epochs and at the
-    last, the rows get every weight metric of every studied layer, the activation metrics of
-    ``model.activation_layers`` on the evaluation batch (in eval mode, as the model is evaluated: BatchNorm on
-    its running statistics), what ``task.evaluate`` reports (``eval_loss``, …) and ``params`` (trainable
-    parameters per replicate), all describing the weights after that epoch's update. ``functional``
-    (``samples``, ``threshold``; None: none) adds the functional metrics of ``model.functional_layers`` on the
-    first ``samples`` evaluation examples (``experiments.functional``), in eval mode. A replicate whose loss
-    turns non-finite is dropped from later rows; the run stops when none is left.
+    computed in epoch e's forward pass, before its update. Otherwise each epoch takes mini-batches of a permutation
+    (``order``: ``per_seed``, one per replicate from its seed; ``shared``, one for all from ``batch_seed``; see
+    :class:`BatchOrder`; the last batch may be smaller) and ``loss`` at epoch e is the mean over the epoch's examples
+    of the training loss in its steps. At epoch 0 ``loss`` is the loss of the initial weights on all of ``data.x``.
+    At every epoch of ``metric_epochs`` (an int: every that many epochs, and the last) the rows get every weight
+    metric of every studied layer and how far it moved from its initial weights (``metrics.movement_metrics``), the
+    activation metrics of ``model.activation_layers`` on the evaluation batch (in eval mode, as the model is
+    evaluated: BatchNorm on its running statistics), what ``task.evaluate`` reports (``eval_loss``, ``train_loss``,
+    accuracies), ``params`` (trainable parameters per replicate) and ``steps`` (optimizer steps so far), all
+    describing the weights after that epoch's update. ``functional`` (``cfg.functional``; None: none) adds the
+    functional metrics of ``model.functional_layers`` (``experiments.functional``: fitted on the training examples,
+    scored on the held-out ones), in eval mode. A replicate whose loss turns non-finite is dropped from later rows;
+    the run stops when none is left.
     """
     seeds_np = np.asarray(seeds, dtype=np.int64)
     rows = RowBuffer()
@@ -161,19 +216,18 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
     diverged: dict[int, int] = {}
     n_params = trainable_parameters(model)
     n = x.shape[0]
-    order = torch.Generator().manual_seed(batch_seed)
+    batches_of = BatchOrder.make(order, batch_size, seeds, batch_seed)
+    per_step = batches_of.steps_per_epoch(n)
+    if isinstance(metric_epochs, int):
+        metric_epochs = sorted({0, epochs, *range(metric_epochs, epochs + 1, metric_epochs)})
+    at_epochs = set(metric_epochs)
 
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        losses = task.loss(model(xb), yb)
-        losses.sum().backward()
-        opt.step()
-        return losses.detach()
+    step = make_step(model, task, opt)  # zero_grad, forward, summed per-replicate loss, backward, Adam step
     metric_seconds = functional_seconds = 0.0
     layers = tuple(getattr(model, "functional_layers", ())) if functional is not None else ()
     if layers:
-        fx = data.eval_x[:int(functional.samples)]
-        fy = task.targets(data)[1][:int(functional.samples)]
+        fdata = FunctionalData.make(data, task, functional)
+        protocol = Protocol.from_config(functional)
 
     def log_metrics(epoch: int) -> None:
         nonlocal metric_seconds, functional_seconds
@@ -182,18 +236,23 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
         seeds_alive = seeds_np[idx.numpy()]
         with torch.no_grad():
             for name, w in model.weights.items():
-                rows.add(epoch, name, weight_metrics(w.detach()[idx.to(w.device)]), seeds_alive)
+                w_alive = w.detach()[idx.to(w.device)]
+                measured = weight_metrics(w_alive)
+                measured.update(movement_metrics(w_alive, initial[f"{name}.weight"][idx].to(w.device)))
+                rows.add(epoch, name, measured, seeds_alive)
             with eval_mode(model):
                 activations = model.activations(data.eval_x)
             for name, acts in activations.items():
                 rows.add(epoch, name, activation_metrics(acts[idx.to(acts.device)]), seeds_alive)
             reported = task.evaluate(model, data)
             reported["params"] = torch.full((len(seeds),), float(n_params))
+            reported["steps"] = torch.full((len(seeds),), float(epoch * per_step))
             rows.add(epoch, "model", {k: v[idx.to(v.device)] for k, v in reported.items()}, seeds_alive)
             if layers:
                 t1 = time.perf_counter()
                 with eval_mode(model):
-                    measured = functional_metrics(model, fx, fy, task, layers, float(functional.threshold))
+                    measured = functional_metrics(model, fdata.fit_x, fdata.score_x, fdata.score_y, task, layers,
+                                                  protocol, list(seeds))
                 for name, values in measured.items():
                     rows.add(epoch, name, {k: v[idx.to(v.device)] for k, v in values.items()}, seeds_alive)
                 functional_seconds += time.perf_counter() - t1
@@ -203,19 +262,21 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
     with torch.no_grad(), buffers_kept(model):
         rows.add(0, "model", {"loss": task.loss(model(x), y)}, seeds_np)
     log_metrics(0)
+    metrics_before = metric_seconds
 
     t_start = time.perf_counter()
     bar = tqdm(range(1, epochs + 1), desc="epochs", unit="ep", leave=False, delay=3.0,
                disable=(not progress) if progress is not None else None)
     for epoch in bar:
-        batches = minibatches(n, batch_size, order)
+        batches = batches_of.epoch(n)
         if batches is None:
-            losses = step(x, y)
+            losses = step(x, y, False)
         else:
             losses = torch.zeros(len(seeds), dtype=x.dtype, device=x.device)
+            stacked = batches_of.kind == "per_seed"
             for batch in batches:
                 batch = batch.to(x.device)
-                losses += step(x[batch], y[batch]) * (len(batch) / n)
+                losses += step(x[batch], y[batch], stacked) * (batch.shape[-1] / n)
         finite = torch.isfinite(losses.detach()).cpu()
         rows.add(epoch, "model", {"loss": losses[alive.to(losses.device)]}, seeds_np[alive.numpy()])
         newly_dead = alive & ~finite
@@ -227,9 +288,10 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
                         ", ".join(str(int(s)) for s in seeds_np[newly_dead.numpy()]))
             if not alive.any():
                 break
-        if epoch % log_every == 0 or epoch == epochs:
+        if epoch in at_epochs:
+            bar.set_postfix_str("metrics")
             log_metrics(epoch)
     bar.close()
-    train_seconds = time.perf_counter() - t_start
+    train_seconds = time.perf_counter() - t_start - (metric_seconds - metrics_before)  # optimizer steps only
     return TrainResult(rows.frame(), initial, snapshot(model), diverged, metric_seconds, train_seconds,
                        functional_seconds)

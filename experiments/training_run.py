@@ -68,14 +68,14 @@ def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame
     model = fam.build(cfg, seeds).to(device)
     log.info("run %s: %s width=%d seeds=%d..%d epochs=%d", rid, cfg.model.name, cfg.width, seeds[0], seeds[-1],
              cfg.epochs)
-    out = train(model, batches, task, seeds, cfg.epochs, cfg.optim.lr, C.log_every(cfg), cfg.progress,
-                batch_size=cfg.optim.batch_size, batch_seed=cfg.data.split_seed, functional=cfg.functional)
+    out = train(model, batches, task, seeds, cfg.epochs, cfg.optim.lr, C.metric_epochs(cfg), cfg.progress,
+                batch_size=cfg.optim.batch_size, batch_seed=cfg.data.split_seed, functional=cfg.functional,
+                order=C.order_of(cfg))
     trained = out.rows.assign(kind="trained")
     t_null = time.perf_counter()
     null = null_rows(model.specs, cfg.null_samples, cfg.null_seed)
     act_null, null_functional_seconds = activation_null_rows(
-        lambda s: fam.build(cfg, s), batches.eval_x, cfg.null_samples, cfg.null_seed,
-        functional=cfg.functional, y=task.targets(batches)[1], task=task)
+        lambda s: fam.build(cfg, s), batches, cfg.null_samples, cfg.null_seed, functional=cfg.functional, task=task)
     null = pd.concat([null.frame(), act_null.frame()], ignore_index=True).assign(kind="null")
     null_seconds = time.perf_counter() - t_null
 

@@ -249,7 +249,7 @@ def test_conv_run_rows_and_nulls(tmp_path):
     act_null = null[null.metric.str.startswith("act_")]
     assert set(act_null.layer) == {"hidden", "bottleneck"} and act_null.seed.nunique() == 6
     trained = df[df.kind == "trained"]
-    assert set(trained[trained.layer == "model"].metric) == {"loss", "eval_loss", "params"}
+    assert set(trained[trained.layer == "model"].metric) == {"loss", "train_loss", "eval_loss", "params", "steps"}
     # params: (1*9+1)*32 + (32*9+1)*w + (w*9+1)*1 per replicate, logged with the metrics
     assert set(trained[trained.metric == "params"].value) == {10 * 32 + 289 * 4 + 9 * 4 + 1}
     assert sorted(trained[trained.metric == "act_eff_rank_norm"].epoch.unique()) == [0, 1, 2]

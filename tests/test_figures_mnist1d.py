@@ -167,7 +167,7 @@ def test_fig11_skips_absent_metrics_and_shows_added_ones(df, tmp_path, monkeypat
     cap = Capture(monkeypatch, M)
     closest = M.WEIGHT_METRICS[2][1].split("\n")[0]
     cnn = df[(df["model"] == "cnn1d") & ~df["metric"].isin([m for m, _ in M.FUNCTIONAL_METRICS])]  # one family
-    dead = cnn[cnn["metric"] == "act_dead_frac"].assign(metric="prunable_frac")  # stands in for a new metric
+    dead = cnn[cnn["metric"] == "act_dead_frac"].assign(metric=M.FUNCTIONAL_METRICS[0][0])  # stands in for a new metric
     paths = M.fig11_mnist1d_redundancy_vs_width(pd.concat([cnn[cnn["metric"] != "min_pair_l1"], dead]), tmp_path)
     assert [p.name for p in paths] == ["fig11_mnist1d_redundancy_vs_width.pdf", "fig11_mnist1d_redundancy_vs_width.png"]
     shown = cap.figs["fig11_mnist1d_redundancy_vs_width"]

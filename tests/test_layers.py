@@ -2,9 +2,11 @@
 along a leading replicate axis it computes every replicate at once, as a loop of solo modules would.
 
 Plain parameters run the parent's ``forward``: the same kernels on the same inputs, so results are asserted
-bit for bit. Stacked parameters run batched matmuls (``unfold`` + ``bmm`` for the convolution) and a
-hand-written batch norm, whose sums are ordered differently from the native kernels'; every comparison of the
-two is bounded by the float32 worst cases of ``tests/numerics.py`` (Higham 2002), for any summation order.
+bit for bit. Stacked parameters run batched matmuls (a convolution as its windows, or its taps, times the kernels)
+and ``F.batch_norm`` on all replicates' channels side by side, whose sums are ordered differently from a solo
+module's; every comparison of the two is bounded by the float32 worst cases of ``tests/numerics.py`` (Higham
+2002), for any summation order. ``experiments.step.make_step`` runs the plain training step's own operations, so
+it is asserted bit for bit.
 """
 
 from __future__ import annotations
@@ -161,6 +163,11 @@ def test_stacked_linear_forward_and_backward_within_the_rounding_bound(bias, sha
     (5, 6, 1, 1, 0, False),    # ResNet1d's bottleneck 1x1s
     (1, 4, 1, 1, 0, True),     # fan-in 1: the outer-product branch of batched_affine
     (3, 4, 5, 2, 2, False),    # ResNet1d's stem
+    (8, 3, 3, 2, 1, True),     # narrowing with stride 2: the taps path (out x stride < channels)
+    (7, 2, 5, 1, 2, False),    # ResNet1d's reduce at w = 2, with kernel 5: the taps path
+    (4, 3, 1, 2, 0, True),     # a strided 1x1 convolution: windows of width 1
+    (6, 2, 3, 1, 2, True),     # padding wider than the kernel's reach: outputs that see only padding (taps path)
+    (2, 5, 2, 3, 1, False),    # stride larger than the kernel: input positions no window reads (windows path)
 ])
 @pytest.mark.parametrize("shared", [True, False])
 def test_stacked_conv1d_forward_and_backward_within_the_rounding_bound(channels, out, k, stride, padding, bias,
@@ -170,7 +177,14 @@ def test_stacked_conv1d_forward_and_backward_within_the_rounding_bound(channels,
     gradient entry sums N x L_out products of g and the (padded) input, a bias-gradient entry N x L_out values of
     g, an input-gradient entry at most out x k products of g and W (each input position is in at most k windows,
     and adding up the windows' contributions is part of that sum), R times as many with an input shared by the
-    replicates. The |.| versions are computed in float64 with torch's own convolution gradients."""
+    replicates. The |.| versions are computed in float64 with torch's own convolution gradients.
+
+    The bounds hold for both ways ``experiments.layers`` computes a stacked convolution, because each sums exactly
+    these terms, only grouped differently (and a bound for a sum of n terms holds for any order, Higham §3.1):
+    the windows path sums each output's C k products in one dot product, and adds an input position's window
+    contributions after each was summed over the output channels; the taps path (a narrowing layer) sums each
+    tap's C products, then the k taps, and its gradient sums run over every input position, where the positions
+    that feed no output contribute exact zeros (adding an exact zero rounds nothing)."""
     length = 40
     solos = solo_modules(lambda: Conv1d(channels, out, k, stride=stride, padding=padding, bias=bias))
     state = {kk: leaf(v) for kk, v in stacked_state(solos).items()}
@@ -367,3 +381,114 @@ def test_stack_mode_builds_replicates_from_layers():
     assert model(torch.randn(5, 1, 10)).shape == (R, 5, 2)
     assert model.state_tensors()["norm.running_mean"].shape == (R, 3)
     assert model.weights["hidden"].shape == (R, 3, 1, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The stacked layout and the training step
+
+
+def test_stacked_signals_stay_replicate_channel_major_through_a_block():
+    """Stacked Conv1d and BatchNorm1d return (R, N, C, L) as views of contiguous (R, C, N, L) tensors, elementwise
+    functions keep that, and a stacked Linear returns (R, N, out) as a view of (R, out, N): the layout in which
+    the next layer needs no copy (experiments.layers). The values are checked against solo modules above."""
+    class Block(Replica):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.norm, self.head = Conv1d(1, 4, 5, stride=2, padding=2, bias=False), BatchNorm1d(4), \
+                Linear(4 * 5, 3)
+
+        def forward(self, x):
+            h = F.relu(self.norm(self.conv(x.unsqueeze(-2))))
+            self.seen = h
+            return self.head(h.flatten(-2))
+
+    model = Ensemble(Block, SEEDS, "stack")
+    out = model(torch.randn(R, N, 10))
+    h = model.template.seen
+    assert h.shape == (R, N, 4, 5) and h.transpose(1, 2).is_contiguous()
+    assert out.shape == (R, N, 3) and out.transpose(1, 2).is_contiguous()
+
+
+class _Classify:
+    """Per-replicate mean cross-entropy with (R, B) labels for stacked batches (experiments.tasks' contract)."""
+
+    @staticmethod
+    def loss(out: torch.Tensor, target: torch.Tensor, stacked: bool = False) -> torch.Tensor:
+        r, n, classes = out.shape
+        labels = target.reshape(-1) if stacked else target.repeat(r)
+        return F.cross_entropy(out.reshape(-1, classes), labels, reduction="none").view(r, n).mean(dim=1)
+
+
+class SmallNet(Replica):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.norm, self.head = Conv1d(1, 4, 3, padding=1, bias=False), BatchNorm1d(4), Linear(4 * 6, 3)
+
+    def forward(self, x):
+        return self.head(F.relu(self.norm(self.conv(x.unsqueeze(-2)))).flatten(-2))
+
+
+@pytest.mark.parametrize("mode", ["stack", "loop"])
+def test_make_step_is_the_plain_step_bit_for_bit(mode):
+    """experiments.step.make_step against the step experiments.train takes (zero_grad, forward, summed loss,
+    backward, Adam): the same losses, parameters and BatchNorm statistics after a few steps, bit for bit (the same
+    operations on the same tensors), per-replicate and shared batches; and it follows eval mode and a model whose
+    tensors were replaced (``.to``)."""
+    from experiments.step import make_step
+    from experiments.train import make_optimizer
+
+    torch.manual_seed(11)
+    xs, ys = torch.randn(4, R, N, 6), torch.randint(0, 3, (4, R, N))
+    models = [Ensemble(SmallNet, SEEDS, mode) for _ in range(2)]
+    opts = [make_optimizer(m.parameters_in_source_order(), 1e-2, R) for m in models]
+
+    def plain(xb, yb, stacked):
+        opts[0].zero_grad(set_to_none=True)
+        losses = _Classify.loss(models[0](xb, stacked=True) if stacked else models[0](xb), yb, stacked)
+        losses.sum().backward()
+        opts[0].step()
+        return losses.detach()
+
+    step = make_step(models[1], _Classify(), opts[1])
+    for i in range(4):
+        stacked = i != 2
+        xb, yb = (xs[i], ys[i]) if stacked else (xs[i, 0], ys[i, 0])
+        assert torch.equal(plain(xb, yb, stacked), step(xb, yb, stacked))
+    for (name, a), b in zip(models[0].state_tensors().items(), models[1].state_tensors().values(), strict=True):
+        assert torch.equal(a, b), name
+    torch.__future__.set_overwrite_module_params_on_conversion(True)
+    try:  # .to() then replaces the parameter objects: the bound module must run on the new ones
+        models[1].to(torch.float64)
+        assert step.forward(xs[0].double(), True).dtype == torch.float64
+        models[1].to(torch.float32)
+    finally:
+        torch.__future__.set_overwrite_module_params_on_conversion(False)
+    step = make_step(models[1], _Classify(), make_optimizer(models[1].parameters_in_source_order(), 0.0, R))
+    kept = {k: v.clone() for k, v in models[1].state_tensors().items()}
+    models[1].eval()  # the step follows the model's mode: BatchNorm on its running statistics, none updated
+    with torch.no_grad():
+        expected = _Classify.loss(models[1](xs[0], stacked=True), ys[0], True)
+    assert torch.equal(step(xs[0], ys[0], True), expected)  # lr 0: the weights stay too
+    for name, t in models[1].state_tensors().items():
+        assert torch.equal(t, kept[name]), name
+
+
+def test_stacked_average_pool_is_the_mean_within_the_rounding_bound():
+    """experiments.models_1d.average_pool: one replicate's (N, C, L) is ``mean(-1)`` over each run, bit for bit;
+    stacked, each run's sum of L/groups terms (in some order) and one division, so within 2 gamma(L/groups + 1)
+    of mean's |values| (Higham §3.1: a sum of n terms, then one rounding for the division), forward; the gradient
+    of a mean is the upstream gradient divided by the run's length, one rounding (the ones' products are exact)."""
+    from experiments.models_1d import average_pool
+
+    torch.manual_seed(12)
+    h = torch.randn(R, N, 6, 10).transpose(1, 2).contiguous().transpose(1, 2).requires_grad_(True)  # (R, C, N, L)
+    solo = average_pool(h[0].detach(), 2)
+    assert torch.equal(solo, h[0].detach().unflatten(-1, (2, 5)).mean(-1))
+    stacked = average_pool(h, 2)
+    expected = h.detach().unflatten(-1, (2, 5)).mean(-1)
+    magnitude = h.detach().double().abs().unflatten(-1, (2, 5)).mean(-1)
+    within((stacked - expected).abs(), 2 * gamma(6) * magnitude, "pooled")
+    g = torch.randn_like(stacked)
+    (grad,) = torch.autograd.grad((stacked * g).sum(), h)
+    reference = (g / 5).unsqueeze(-1).expand(*g.shape, 5).flatten(-2)
+    within((grad - reference).abs(), 2 * gamma(1) * reference.double().abs(), "gradient")

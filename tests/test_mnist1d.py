@@ -30,7 +30,7 @@ from experiments.data import digits, generate_mnist1d, mnist1d, mnist1d_arrays, 
 from experiments.ensemble import Ensemble, as_units
 from experiments.experiment import run
 from experiments.families import FAMILIES
-from experiments.functional import FUNCTIONAL_METRICS
+from experiments.functional import Protocol, metric_names
 from experiments.models_1d import Autoencoder, CNN1d, Logistic, MLPClassifier, ReferenceMLP, ResNet1d
 from tests.conftest import cli, make_cfg, parquet_files
 from tests.numerics import U32, adam_weight_drift, gamma, rms
@@ -563,8 +563,8 @@ def test_replicates_trained_together_match_solo_runs(together_and_solo):
 # ---------------------------------------------------------------------------------------------------------
 # What gets logged
 
-CLASSIFIER_MODEL_ROWS = {"loss", "eval_loss", "test_accuracy", "train_accuracy", "params"}
-IDENTITY_MODEL_ROWS = {"loss", "eval_loss", "params"}
+CLASSIFIER_MODEL_ROWS = {"loss", "train_loss", "eval_loss", "test_accuracy", "train_accuracy", "params", "steps"}
+IDENTITY_MODEL_ROWS = {"loss", "train_loss", "eval_loss", "params", "steps"}
 # family case -> (overrides, weight layers, activation layers, model rows, params, columns)
 ROW_CASES = {
     "mlp_classifier": (("experiment=mnist1d_mlp_sweep", "width=4"), ("hidden", "bottleneck", "expand", "head"),
@@ -618,7 +618,8 @@ def test_a_tiny_run_logs_every_layer_the_model_and_the_nulls(case, mnist1d_cache
         rows = trained[trained.metric == metric]
         assert set(rows.layer) == set(weight_layers), metric
         assert len(rows) == len(weight_layers) * 3 * 2, metric  # epochs 0, 1, 2 x 2 replicates
-    functional = trained.metric.isin(FUNCTIONAL_METRICS)
+    names = metric_names(Protocol.from_config(cfg.functional), classify="test_accuracy" in model_rows)
+    functional = trained.metric.isin(names)
     act = trained[trained.metric.str.startswith("act_") & ~functional]
     assert set(act.layer) == set(act_layers)
     assert len(act) == len(act_layers) * 5 * 3 * 2  # 5 activation metrics, 3 epochs, 2 replicates
@@ -626,7 +627,7 @@ def test_a_tiny_run_logs_every_layer_the_model_and_the_nulls(case, mnist1d_cache
     fun = trained[functional]
     fun_layers = set(fun.layer)
     assert fun_layers <= set(act_layers) and bool(fun_layers) == bool(act_layers)
-    assert len(fun) == len(fun_layers) * len(FUNCTIONAL_METRICS) * 3 * 2
+    assert len(fun) == len(fun_layers) * len(names) * 3 * 2
     model = trained[trained.layer == "model"]
     assert set(model.metric) == model_rows
     assert model[model.metric == "params"].value.unique().tolist() == [params]
@@ -638,12 +639,12 @@ def test_a_tiny_run_logs_every_layer_the_model_and_the_nulls(case, mnist1d_cache
     assert set(null.epoch) == {0}
     assert set(null[null.metric == "eff_rank"].layer) == set(weight_layers)
     assert set(null[null.metric == "eff_rank"].seed) == set(range(NULL))
-    null_functional = null.metric.isin(FUNCTIONAL_METRICS)
+    null_functional = null.metric.isin(names)
     act_null = null[null.metric.str.startswith("act_") & ~null_functional]
     assert set(act_null.layer) == set(act_layers)
     assert len(act_null) == len(act_layers) * 5 * NULL
     n_functional_null = min(NULL, cfg.functional.null_samples)
-    assert len(null[null_functional]) == len(fun_layers) * len(FUNCTIONAL_METRICS) * n_functional_null
+    assert len(null[null_functional]) == len(fun_layers) * len(names) * n_functional_null
     assert not (null.layer == "model").any()
 
 

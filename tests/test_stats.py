@@ -7,7 +7,16 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from analysis.stats import GROUP, N_BOOT, bootstrap_mean_ci, select, summary, summary_markdown, write_summary
+from analysis.stats import (
+    GROUP,
+    N_BOOT,
+    bootstrap_mean_ci,
+    paired_values,
+    select,
+    summary,
+    summary_markdown,
+    write_summary,
+)
 
 N = 40  # seeds
 LAST = 5  # last epoch
@@ -185,3 +194,29 @@ def test_write_summary_csv_and_markdown(frame, tmp_path):
     assert "e-" in summary_markdown(summary(frame)).split("shifted")[1].split("\n")[0]  # p in scientific notation
     assert write_summary(frame.iloc[:0], tmp_path / "empty") == []
     assert not (tmp_path / "empty").exists()
+
+
+def test_at_picks_each_runs_checkpoint_closest_to_the_fraction():
+    """Checkpoints 0, 20, …, 100; the loss is logged every epoch and a sparse metric only at 0 and 100."""
+    epochs = [0, 20, 40, 60, 80, 100]
+    parts = [rows("trained", "bottleneck", "m", ep, np.arange(3), np.full(3, float(ep))) for ep in epochs]
+    parts += [rows("trained", "model", "loss", ep, np.arange(3), np.full(3, float(ep))) for ep in range(101)]
+    parts += [rows("trained", "bottleneck", "sparse", ep, np.arange(3), np.full(3, float(ep))) for ep in (0, 100)]
+    df = pd.concat(parts, ignore_index=True)
+
+    def end(at, metric="m"):
+        pairs = paired_values(df, at=at)
+        values = pairs.loc[pairs["metric"] == metric, "end"].unique()
+        assert values.size == 1
+        return values[0]
+
+    assert end(None) == end(1.0) == 100.0
+    assert end(0.5) == 60.0   # 50: a tie between 40 and 60 goes to the later checkpoint
+    assert end(0.55) == 60.0 and end(0.45) == 40.0
+    assert end(0.01) == 20.0  # never epoch 0
+    assert end(0.5, "loss") == 50.0  # the loss has a checkpoint at every epoch
+    assert end(0.5, "sparse") == 100.0  # a metric's own checkpoints: the sparse one only has 100
+    assert (paired_values(df, at=0.5)["init"] == 0.0).all()
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="at must be"):
+            paired_values(df, at=bad)
