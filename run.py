@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from experiments.config import ConfigError, check_group_overrides, default_threads
+from experiments.config import ConfigError, check_group_overrides, check_jobs, default_threads
 from experiments.experiment import digest, run
 
 log = logging.getLogger("run")
@@ -50,7 +50,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    problem = check_group_overrides(sys.argv[1:])
+    problem = check_group_overrides(sys.argv[1:]) or check_jobs(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)

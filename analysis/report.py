@@ -551,13 +551,21 @@ def functional_sentence(summary: pd.DataFrame, config: tuple, layer: str, narrow
     return ("Functional redundancy of `" + layer + "`: " + "; ".join(parts) + ".") if parts else ""
 
 
+# What a held-out loss is, per data set, so that a value like 1e3 reads as what it is.
+LOSS_UNITS = {"integers": "mean squared error on the raw integers 0–99 (a loss of 100 is outputs off by about 10)",
+              "digits": "mean squared error per pixel of images scaled to [0, 1]",
+              "mnist1d": "mean squared error per sample of the signals"}
+
+
 def task_sentence(summary: pd.DataFrame, config: tuple, narrow: float, wide: float) -> str:
     for metric, name in (("test_accuracy", "test accuracy"), ("eval_loss", "held-out loss")):
         ends = [_summary_at(summary, config, "model", metric, w) for w in (narrow, wide)]
         if all(e is not None for e in ends):
             a, b = ends
+            data = str(dict(zip(CONFIG, config, strict=True)).get("data", ""))
+            unit = f" ({LOSS_UNITS[data]})" if metric == "eval_loss" and data in LOSS_UNITS else ""
             return (f"The task: {name} {ci(a['end_mean'], a['end_lo'], a['end_hi'])} at w = {count(narrow)} and "
-                    f"{ci(b['end_mean'], b['end_lo'], b['end_hi'])} at w = {count(wide)}.")
+                    f"{ci(b['end_mean'], b['end_lo'], b['end_hi'])} at w = {count(wide)}{unit}.")
     return ""
 
 
@@ -595,7 +603,22 @@ def results_section(t: Tables) -> str:
         figs = [n for n in FAMILY_FIGURES.get(model, []) if n not in shown_figures]
         shown_figures.update(figs)
         if figs:
-            out += [" ".join(f"![{n}](figures/{n}.png)" for n in figs), ""]
+            out += ["Figures: " + ", ".join(f"[{n}](#{n})" for n in figs) + " (appendix).", ""]
+    return "\n".join(out)
+
+
+def appendix_section(t: Tables) -> str:
+    """The per-family figure grids, once each, in the order of the results."""
+    models = {str(dict(zip(CONFIG, c, strict=True))["model"]) for c in _configs(t.trend)}
+    order = {m: i for i, m in enumerate(FAMILY_ORDER)}
+    out, shown = ["## Appendix: per-family figures", ""], set()
+    for model in sorted(models, key=lambda m: order.get(m, len(order))):
+        for name in FAMILY_FIGURES.get(model, []):
+            if name not in shown:
+                shown.add(name)
+                out += [f"### {name}", "", f"![{name}](figures/{name}.png)", ""]
+    out += ["### fig14_width_trend", "", "The width effects of every headline metric, with the fitted trend: "
+            "![figure 14](figures/fig14_width_trend.png)", ""]
     return "\n".join(out)
 
 
@@ -978,7 +1001,6 @@ def build_report(tables_dir: Path, figures_dir: Path, t: Tables | None = None) -
         methods_section(t),
         source_section(figures_dir),
         results_section(t),
-        "The width effects of the headline metrics: ![figure 14](figures/fig14_width_trend.png)\n",
         anchor_section(t.anchor_growth),
         movement_section(t.movement),
         calibration_section(t),
@@ -987,6 +1009,7 @@ def build_report(tables_dir: Path, figures_dir: Path, t: Tables | None = None) -
         ledger_section(t),
         limitations_section(t),
         reproduce_section(t),
+        appendix_section(t),
     ]
     return "\n\n".join(p.strip() for p in parts if p.strip()) + "\n"
 

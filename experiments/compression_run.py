@@ -200,6 +200,11 @@ def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame
         torch.set_num_threads(int(cfg.threads))
     t0 = time.perf_counter()
     frames = []
+    missing = [spec for spec, src in zip(cfg.compression.sources, sources, strict=True)
+               if not results.is_complete(results.results_path(root, src.name, C.run_id(src)))]
+    if missing:  # say so before the minutes of training they cost (each a full preset job: ~1-2 min on 2 cores)
+        log.info("training %d missing source run(s) first, with their presets' settings: %s", len(missing),
+                 ", ".join(missing))
     for spec, src in zip(cfg.compression.sources, sources, strict=True):
         trained = run_training(src, root)  # skips when the source's results are complete
         src_rid = str(trained["run_id"].iloc[0])

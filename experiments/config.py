@@ -333,6 +333,50 @@ def check_group_overrides(argv: list[str]) -> str | None:
     return None
 
 
+def check_jobs(argv: list[str]) -> str | None:
+    """Validate every job a command line launches before any runs: when *every* job is invalid (a bad value given
+    once, e.g. to a preset that sweeps its own widths), a one-line error (the first job's), else None.
+
+    A preset sweeps its own widths (``hydra.sweeper.params``), so a bad value the user passed once would otherwise
+    fail in every job and print its error once per job; a sweep with some valid jobs still runs them, and each
+    invalid job fails on its own (exit 1 for the sweep). The jobs are the product of the preset's swept values and
+    the command line's comma lists (Hydra's basic sweeper), each composed with Hydra's compose API and checked by
+    :func:`validate`. Whatever does not compose (a value of the wrong type, an unknown key) is left to Hydra, which
+    reports it itself."""
+    import itertools as it
+
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    args = [a for a in argv if not a.startswith("-") and "=" in a and not a.lstrip("+~").startswith("hydra")]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            swept = [a for a in args if "," in a.partition("=")[2] and not a.partition("=")[2].startswith("[")]
+            cfg = compose(config_name="config", overrides=[a for a in args if a not in swept],
+                          return_hydra_config=True)
+            params = dict(cfg.hydra.sweeper.params or {})  # the preset's own sweep ...
+            fixed = []
+            for a in args:  # ... which the command line overrides, key by key
+                key, _, values = a.partition("=")
+                if a in swept or key.lstrip("+~") in params:
+                    params[key.lstrip("+~")] = values
+                else:
+                    fixed.append(a)
+            axes = [[f"{k}={v.strip()}" for v in str(values).split(",")] for k, values in params.items()]
+            first = None
+            for combo in it.product(*axes):
+                try:
+                    validate(compose(config_name="config", overrides=fixed + list(combo)))
+                except ConfigError as err:
+                    first = first or str(err)
+                else:
+                    return None  # some job is valid: the sweep runs, and each bad job fails on its own
+            return first
+    except (HydraException, OmegaConfBaseException, ValueError):
+        return None  # Hydra reports what does not compose, with its own message
+
+
 def available_cores() -> int:
     """Cores this process may run on: its CPU affinity mask, not the machine's core count.
 

@@ -257,6 +257,9 @@ def train(model: torch.nn.Module, data: Data, task, seeds: list[int], epochs: in
                     rows.add(epoch, name, {k: v[idx.to(v.device)] for k, v in values.items()}, seeds_alive)
                 functional_seconds += time.perf_counter() - t1
         metric_seconds += time.perf_counter() - t0
+        # Progress of the metric passes (the functional ones can take longer than the epochs between them).
+        log.info("metrics at epoch %d of %d: %.1f s (functional %.1f s so far)", epoch, epochs,
+                 time.perf_counter() - t0, functional_seconds)
 
     initial = snapshot(model)
     with torch.no_grad(), buffers_kept(model):

@@ -78,6 +78,8 @@ def run(cfg: DictConfig, results_root: str | Path | None = None) -> pd.DataFrame
         lambda s: fam.build(cfg, s), batches, cfg.null_samples, cfg.null_seed, functional=cfg.functional, task=task)
     null = pd.concat([null.frame(), act_null.frame()], ignore_index=True).assign(kind="null")
     null_seconds = time.perf_counter() - t_null
+    log.info("null: %d draws per layer shape and of whole models: %.1f s (functional %.1f s)", cfg.null_samples,
+             null_seconds, null_functional_seconds)
 
     frame = pd.concat([trained, null], ignore_index=True).assign(
         experiment=cfg.name, run_id=rid, **run_columns(cfg), **results.NOT_COMPRESSED)

@@ -73,3 +73,14 @@ def test_clean_protocol_and_tanh_from_the_command_line(tmp_path):
     df = load_runs(tmp_path)
     assert len(parquet_files(tmp_path)) == 2
     assert set(df.protocol) == {"clean"} and set(df.activation) == {"tanh"}
+
+
+@pytest.mark.slow
+def test_a_preset_with_bad_data_fails_once_before_any_job(tmp_path):
+    """A preset sweeps its own widths: a bad value given once is reported once, before any job runs, and nothing
+    is written (not even Hydra's sweep folder)."""
+    proc = cli("experiment=mnist1d_mlp_sweep", "data=digits", results=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: data: model 'mlp_classifier' takes signal inputs, data 'digits' gives image inputs"]
+    assert not list(tmp_path.iterdir())
