@@ -60,6 +60,7 @@ benchmark: install
 	$(PY) benchmarks/sweep_throughput.py
 	$(PY) benchmarks/conv_ensemble.py
 	$(PY) benchmarks/mnist1d_replicates.py
+	$(PY) benchmarks/step_speed.py
 	$(PY) benchmarks/functional_share.py
 
 clean:

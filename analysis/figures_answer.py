@@ -59,6 +59,19 @@ def sweep_label(row: pd.Series) -> str:
     return " ".join(parts)
 
 
+def short_label(row: pd.Series) -> str:
+    """Two short lines that fit a row of figure 0: the preset without "_sweep", then its block, data or activation."""
+    name = str(row["experiment"]).removesuffix("_sweep").replace("_", " ")
+    second = ""
+    if str(row["block"]) not in ("", "none", "nan"):
+        second = str(row["block"])
+    elif row["model"] == "autoencoder":
+        second = str(row["data"])
+    elif str(row["activation"]) == "none":
+        second = "linear"
+    return f"{name}\n{second}" if second else name
+
+
 def headline_rows(trend: pd.DataFrame) -> pd.DataFrame:
     """The trend table's headline rows, one per sweep × level, sweeps in :data:`FAMILY_ORDER`."""
     head = trend[trend["headline"].astype(str).str.lower().eq("true")].copy()
@@ -114,7 +127,7 @@ def fig0_answer(df: pd.DataFrame, out_dir: Path, table: pd.DataFrame | None = No
                     p = float(r["verdict_p"])  # the smaller adjusted p of the trend and the omnibus test (Holm)
                     ax.set_title("no test" if not np.isfinite(p) else f"adj. p = {p:.2g}", fontsize=4.2,
                                  color=color, loc="right", pad=1.5)
-            axes[i, 0].set_ylabel(sweep_label(sweep).replace(" ", "\n", 1), fontsize=4.8, labelpad=2)
+            axes[i, 0].set_ylabel(short_label(sweep), fontsize=4.5, labelpad=2)
         for j, level in enumerate(LEVELS):  # level titles above the first row's p-values
             axes[0, j].annotate(LEVEL_TITLES[level], (0.5, 1.0), xytext=(0, 9), xycoords="axes fraction",
                                 textcoords="offset points", ha="center", va="bottom", fontsize=5.5)

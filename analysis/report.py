@@ -632,7 +632,9 @@ def _headline_summary(c: Counts) -> str:
 
 def abstract(t: Tables) -> str:
     c = t.counts
-    untested = f" ({c.untested} headline rows have no test)" if c.untested else ""
+    one = c.untested == 1
+    untested = f" ({c.untested} headline row{'' if one else 's'} {'has' if one else 'have'} no test)"
+    untested = untested if c.untested else ""
     return (
         "## Abstract\n\n"
         "A published experiment trained a linear MLP 1→32→w→1 to output its own input and read a larger closest-"

@@ -50,8 +50,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from experiments.config import CONF_DIR, REPO_ROOT, available_cores, log_every
 from experiments.data import digits, integers
 from experiments.ensemble import Ensemble, Replica
-from experiments.families import ConvIdentity
-from experiments.models import build_mlp
+from experiments.models.conv import ConvIdentity
+from experiments.models.mlp import build_mlp
 from experiments.tasks import per_replicate_mse
 from experiments.train import make_optimizer, tune_allocator
 

@@ -1,6 +1,6 @@
 """How fast R = 20 MNIST-1D models train together as one stacked Ensemble, measured in one run, as markdown tables.
 
-Why it exists: the MNIST-1D families (``experiments.models_1d``) are built from ``experiments.layers``, so
+Why it exists: the MNIST-1D families (``experiments.models``) are built from ``experiments.layers``, so
 ``Ensemble(mode="stack")`` runs all R replicates as one module call with stacked parameters (batched matmuls),
 and they share one fused Adam. This script checks what that buys over the obvious alternative, on the presets'
 own step: R = 20 replicates (seeds 10000..10019), one mini-batch of N = 100 MNIST-1D training signals (the first
@@ -47,7 +47,8 @@ from torch import nn
 
 from experiments.data import mnist1d
 from experiments.ensemble import Ensemble
-from experiments.models_1d import CNN1d, MLPClassifier
+from experiments.models.cnn1d import CNN1d
+from experiments.models.mlp_classifier import MLPClassifier
 from experiments.tasks import per_replicate_cross_entropy
 from experiments.train import make_optimizer, tune_allocator
 
@@ -193,7 +194,8 @@ def main() -> None:
         seeds, args.rounds, args.budget = SEEDS[:2], 1, 0.01
 
     started, load_before = time.time(), load()
-    imports = import_seconds(("experiments.ensemble", "experiments.train", "experiments.models_1d"))
+    imports = import_seconds(("experiments.ensemble", "experiments.train", "experiments.models.cnn1d",
+                               "experiments.models.mlp_classifier"))
     t0 = time.perf_counter()
     data = mnist1d(4000, 1000, args.cache_dir)
     data_seconds = time.perf_counter() - t0

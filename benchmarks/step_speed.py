@@ -54,7 +54,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from experiments.data import mnist1d
 from experiments.ensemble import Ensemble
-from experiments.models_1d import Autoencoder, CNN1d, MLPClassifier, ResNet1d
+from experiments.models.autoencoder import Autoencoder
+from experiments.models.cnn1d import CNN1d
+from experiments.models.mlp_classifier import MLPClassifier
+from experiments.models.resnet1d import ResNet1d
 from experiments.step import make_step
 from experiments.tasks import TASKS
 from experiments.train import make_optimizer, tune_allocator
@@ -71,7 +74,7 @@ PEAK_SHAPE = (8, 1024, 1024, 1024)  # batched matmul for the peak: batch, m, k, 
 # 9 rounds, load average 0.95 -> 1.38, per-replicate batches, ``experiments.tasks`` losses). Before: the layers and
 # models of commit eb1bc91 (channels-last windows, BatchNorm through an (N, R·C, L) copy, the Python
 # ``BatchedAffine``, ``mean`` pooling) called through ``Ensemble.forward`` (``functional_call``); after:
-# ``experiments.layers`` and ``experiments.models_1d`` now, through ``experiments.step.make_step``.
+# ``experiments.layers`` and ``experiments.models`` now, through ``experiments.step.make_step``.
 BEFORE_AFTER = (
     ("MLPClassifier w=8", 2.60, 2.77), ("MLPClassifier w=64", 4.43, 4.34), ("MLPClassifier w=256", 7.87, 7.77),
     ("CNN1d w=8", 9.58, 7.77), ("CNN1d w=25", 11.58, 12.73), ("CNN1d w=64", 18.09, 15.91),
@@ -208,7 +211,8 @@ def main() -> None:
         seeds, args.rounds, args.budget, args.quiet_wait = SEEDS[:2], 1, 0.01, 0.0
 
     started, load_before = time.time(), load()
-    imports = import_seconds(("experiments.ensemble", "experiments.train", "experiments.models_1d", "experiments.step"))
+    imports = import_seconds(("experiments.ensemble", "experiments.train", "experiments.models.cnn1d",
+                               "experiments.models.mlp_classifier", "experiments.step"))
     t0 = time.perf_counter()
     data = mnist1d(4000, 1000, args.cache_dir)
     data_seconds = time.perf_counter() - t0

@@ -40,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from experiments.config import REPO_ROOT, available_cores
 from experiments.data import integers
 from experiments.metrics import weight_metrics
-from experiments.models import build_mlp
+from experiments.models.mlp import build_mlp
 from experiments.tasks import TASKS, per_replicate_mse
 from experiments.train import make_optimizer, train, tune_allocator
 

@@ -22,7 +22,7 @@ Either way the stacked tensors are the optimizer's parameters (one fused Adam st
 what the metrics read (all replicates at once) and what is saved. BatchNorm's running statistics are
 stacked buffers too: each replicate normalises with, and updates, its own slice.
 
-The MLP keeps its own batched path (``experiments.models.ReplicatedMLP``), because it measurably pays for
+The MLP keeps its own batched path (``experiments.models.mlp.ReplicatedMLP``), because it measurably pays for
 those tiny matrices (``benchmarks/conv_ensemble.py`` times it against this class's ``vmap``); it offers the
 same interface: ``specs``, ``weights``, ``biases``, ``state_tensors``, ``forward`` and ``activations``.
 """
@@ -38,7 +38,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from experiments.layers import STACKABLE
-from experiments.models import LayerSpec
+from experiments.specs import LayerSpec
 
 MODES = ("loop", "vmap", "stack")
 

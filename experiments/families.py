@@ -13,106 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from experiments.data import INPUT_KINDS, features
-from experiments.ensemble import Ensemble, Replica
-from experiments.models import build_mlp
-from experiments.models_1d import (
-    BLOCKS_1D,
-    CLASSES,
-    Autoencoder,
-    CNN1d,
-    Logistic,
-    MLPClassifier,
-    ReferenceMLP,
-    ResNet1d,
-)
+from experiments.ensemble import Ensemble
+from experiments.models.autoencoder import Autoencoder
+from experiments.models.baselines import Logistic, ReferenceMLP
+from experiments.models.cnn1d import CNN1d
+from experiments.models.common import BLOCKS_1D, CLASSES
+from experiments.models.conv import ConvIdentity
+from experiments.models.mlp import build_mlp
+from experiments.models.mlp_classifier import MLPClassifier
+from experiments.models.resnet import BLOCKS, DigitsResNet
+from experiments.models.resnet1d import ResNet1d
 from experiments.tasks import TASKS
-
-ACTIVATION_MODULES: dict[str, Callable[[], nn.Module]] = {"none": nn.Identity, "relu": nn.ReLU, "tanh": nn.Tanh}
-BLOCKS = ("basic", "bottleneck")
-
-
-class ConvIdentity(Replica):
-    """The identity experiment with convolutions: images in, the same images out.
-
-    Conv2d 1 -> hidden -> width -> 1, 3x3 kernels, padding 1, the activation after the first two; the layers
-    are named as in the MLP (``hidden``, ``bottleneck`` = the hidden -> width one, ``head``), so metrics,
-    figures and the summary treat both families alike.
-    """
-
-    weight_layers = ("hidden", "bottleneck", "head")
-    activation_layers = ("hidden", "bottleneck")
-    functional_layers = ("bottleneck",)
-    consumers = {"bottleneck": "head"}  # noqa: RUF012
-
-    def __init__(self, width: int, hidden: int = 32, activation: str = "none") -> None:
-        super().__init__()
-        self.hidden = nn.Conv2d(1, hidden, 3, padding=1)
-        self.bottleneck = nn.Conv2d(hidden, width, 3, padding=1)
-        self.head = nn.Conv2d(width, 1, 3, padding=1)
-        self.act = ACTIVATION_MODULES[activation]()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.record("hidden", self.act(self.hidden(x)))
-        h = self.record("bottleneck", self.act(self.bottleneck(h)))
-        return self.head(h)
-
-
-def _conv_bn(c_in: int, c_out: int, k: int) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
-    """A bias-free k x k convolution ("same" padding) and the BatchNorm after it, as in ResNets."""
-    return nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False), nn.BatchNorm2d(c_out)
-
-
-class DigitsResNet(Replica):
-    """A one-block ResNet classifier for 8x8 digits (He et al., "Deep Residual Learning for Image Recognition",
-    CVPR 2016, figure 5): stem, one residual block of inner width ``width``, global average pooling, a linear head.
-
-    - stem: 3x3 conv 1 -> C, BN, ReLU;
-    - ``block="basic"``: ``reduce`` 3x3 C -> w, BN, ReLU; ``expand`` 3x3 w -> C, BN;
-    - ``block="bottleneck"``: ``reduce`` 1x1 C -> w, BN, ReLU; ``middle`` 3x3 w -> w, BN, ReLU; ``expand``
-      1x1 w -> C, BN;
-    - identity shortcut, ReLU after the sum, global average pooling, ``fc`` Linear C -> 10.
-
-    The block's narrow layers are the ones whose outputs have w channels: ``reduce`` (both blocks) and
-    ``middle`` (the bottleneck's 3x3); their outputs, after BN and ReLU, get the activation metrics. Every
-    conv and the head get the weight metrics. Convolutions have no bias (the BN after each supplies it).
-    """
-
-    activation_layers = ("reduce", "middle")
-    functional_layers = ("reduce", "middle")
-    consumers = {"reduce": "expand"}  # noqa: RUF012  (the bottleneck block: set per instance)
-
-    def __init__(self, width: int, channels: int = 64, block: str = "basic", classes: int = 10) -> None:
-        super().__init__()
-        if block not in BLOCKS:
-            raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
-        c, w = channels, width
-        self.block = block
-        self.stem, self.stem_bn = _conv_bn(1, c, 3)
-        if block == "basic":
-            self.reduce, self.reduce_bn = _conv_bn(c, w, 3)
-            self.expand, self.expand_bn = _conv_bn(w, c, 3)
-            self.weight_layers = ("stem", "reduce", "expand", "fc")
-            self.activation_layers = self.functional_layers = ("reduce",)
-        else:
-            self.reduce, self.reduce_bn = _conv_bn(c, w, 1)
-            self.middle, self.middle_bn = _conv_bn(w, w, 3)
-            self.expand, self.expand_bn = _conv_bn(w, c, 1)
-            self.weight_layers = ("stem", "reduce", "middle", "expand", "fc")
-            self.consumers = {"reduce": "middle", "middle": "expand"}
-        self.fc = nn.Linear(c, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.stem_bn(self.stem(x)))
-        z = self.record("reduce", F.relu(self.reduce_bn(self.reduce(h))))
-        if self.block == "bottleneck":
-            z = self.record("middle", F.relu(self.middle_bn(self.middle(z))))
-        h = F.relu(self.expand_bn(self.expand(z)) + self.carry(h))
-        return self.fc(h.mean(dim=(2, 3)))
 
 
 def _plain_columns(cfg) -> dict[str, object]:
@@ -183,7 +97,7 @@ FAMILIES: dict[str, Family] = {
     "resnet": Family("resnet", "classify", ("image",),
                      replica=lambda cfg: DigitsResNet(int(cfg.width), int(cfg.model.channels), str(cfg.model.block)),
                      columns=_resnet_columns, activations=("relu",), blocks=BLOCKS),
-    # MNIST-1D and vector families (experiments/models_1d.py), replicated with stacked batched layers.
+    # MNIST-1D and vector families (experiments/models/), replicated with stacked batched layers.
     "mlp_classifier": Family("mlp_classifier", "classify", ("signal",), ensemble="stack", activations=("relu",),
                              replica=lambda cfg: MLPClassifier(int(cfg.width), int(cfg.model.hidden), input_dim(cfg))),
     "cnn1d": Family("cnn1d", "classify", ("signal",), ensemble="stack", activations=("relu",),

@@ -18,7 +18,7 @@ import torch
 from experiments.data import Data
 from experiments.functional import Protocol, functional_metrics
 from experiments.metrics import activation_metrics, weight_metrics
-from experiments.models import LayerSpec, linear_init_bound
+from experiments.specs import LayerSpec, linear_init_bound
 from experiments.train import FunctionalData, RowBuffer
 
 # Metrics computed chunk by chunk so a 1000-sample null of a wide layer stays within memory.

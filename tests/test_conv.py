@@ -20,9 +20,9 @@ from experiments.config import ConfigError
 from experiments.data import DIGITS_IMAGES, digits
 from experiments.ensemble import Ensemble
 from experiments.experiment import run
-from experiments.families import ConvIdentity
 from experiments.functional import FUNCTIONAL_METRICS
 from experiments.metrics import activation_metrics, weight_metrics
+from experiments.models.conv import ConvIdentity
 from experiments.tasks import per_replicate_mse
 from experiments.train import make_optimizer
 from tests.conftest import make_cfg, parquet_files

@@ -31,7 +31,7 @@ from experiments.functional import (
     ridge_gcv,
 )
 from experiments.layers import Linear
-from experiments.models import build_mlp
+from experiments.models.mlp import build_mlp
 from experiments.tasks import TASKS
 from tests.conftest import make_cfg
 from tests.numerics import U32, gamma
@@ -255,7 +255,7 @@ def test_replicates_at_once_equal_one_at_a_time():
     """Two modes of the same network (the stacked pass and the loop of one replicate at a time) and one replicate
     alone: the same relative loss changes to float32 rounding of losses near 1 (CE of an untrained classifier):
     a few ulps of each of the two losses in a difference, relative to the loss."""
-    from experiments.models_1d import MLPClassifier
+    from experiments.models.mlp_classifier import MLPClassifier
 
     seeds = [5, 6, 7]
     x = torch.randn(96, 40, generator=torch.Generator().manual_seed(1))
@@ -290,8 +290,12 @@ def test_injection_at_the_consumer_equals_substitution_at_the_layer(family):
     (``Injection``) against the layer's output substituted and the consumer rerun, for single units and for
     masked sets. The same affine maps in another order: differences are float32 rounding of the consumer's sums
     (gamma(fan-in) relative), far below the smallest relative loss change reported (1e-6 here)."""
-    from experiments.families import ConvIdentity, DigitsResNet
-    from experiments.models_1d import Autoencoder, CNN1d, MLPClassifier, ResNet1d
+    from experiments.models.autoencoder import Autoencoder
+    from experiments.models.cnn1d import CNN1d
+    from experiments.models.conv import ConvIdentity
+    from experiments.models.mlp_classifier import MLPClassifier
+    from experiments.models.resnet import DigitsResNet
+    from experiments.models.resnet1d import ResNet1d
 
     g = torch.Generator().manual_seed(3)
     signal, image = torch.randn(160, 40, generator=g), torch.rand(80, 1, 8, 8, generator=g)
@@ -444,7 +448,7 @@ def test_thresholded_shares_are_degenerate_at_initialisation_the_threshold_free_
     default-initialised units each carries ~1/100 of a near-constant logit), so the share prunable at 1% is 1 for
     every seed (no spread: nothing to pair a change with), while the effective number of units that matter is
     defined and varies between seeds."""
-    from experiments.models_1d import MLPClassifier
+    from experiments.models.mlp_classifier import MLPClassifier
 
     x = torch.randn(1256, 40, generator=torch.Generator().manual_seed(3))
     y = torch.randint(0, 10, (256,), generator=torch.Generator().manual_seed(4))

@@ -474,11 +474,11 @@ def test_make_step_is_the_plain_step_bit_for_bit(mode):
 
 
 def test_stacked_average_pool_is_the_mean_within_the_rounding_bound():
-    """experiments.models_1d.average_pool: one replicate's (N, C, L) is ``mean(-1)`` over each run, bit for bit;
+    """experiments.models.common.average_pool: one replicate's (N, C, L) is ``mean(-1)`` over each run, bit for bit;
     stacked, each run's sum of L/groups terms (in some order) and one division, so within 2 gamma(L/groups + 1)
     of mean's |values| (Higham §3.1: a sum of n terms, then one rounding for the division), forward; the gradient
     of a mean is the upstream gradient divided by the run's length, one rounding (the ones' products are exact)."""
-    from experiments.models_1d import average_pool
+    from experiments.models.common import average_pool
 
     torch.manual_seed(12)
     h = torch.randn(R, N, 6, 10).transpose(1, 2).contiguous().transpose(1, 2).requires_grad_(True)  # (R, C, N, L)

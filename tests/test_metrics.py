@@ -22,7 +22,7 @@ from experiments.metrics import (
     spectral_metrics,
     weight_metrics,
 )
-from experiments.models import build_mlp
+from experiments.models.mlp import build_mlp
 from tests.numerics import U32, gamma
 
 pytestmark = pytest.mark.numerics  # rerun under every ATEN_CPU_CAPABILITY by `make test`

@@ -31,7 +31,11 @@ from experiments.ensemble import Ensemble, as_units
 from experiments.experiment import run
 from experiments.families import FAMILIES
 from experiments.functional import Protocol, metric_names
-from experiments.models_1d import Autoencoder, CNN1d, Logistic, MLPClassifier, ReferenceMLP, ResNet1d
+from experiments.models.autoencoder import Autoencoder
+from experiments.models.baselines import Logistic, ReferenceMLP
+from experiments.models.cnn1d import CNN1d
+from experiments.models.mlp_classifier import MLPClassifier
+from experiments.models.resnet1d import ResNet1d
 from tests.conftest import cli, make_cfg, parquet_files
 from tests.numerics import U32, adam_weight_drift, gamma, rms
 

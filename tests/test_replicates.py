@@ -17,7 +17,7 @@ from experiments.config import log_every
 from experiments.data import integers
 from experiments.experiment import run
 from experiments.metrics import weight_metrics
-from experiments.models import build_mlp
+from experiments.models.mlp import build_mlp
 from experiments.tasks import per_replicate_mse
 from experiments.train import make_optimizer
 from tests.conftest import make_cfg

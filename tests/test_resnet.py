@@ -19,7 +19,7 @@ from experiments.config import REPO_ROOT, ConfigError
 from experiments.data import digits
 from experiments.ensemble import Ensemble
 from experiments.experiment import run
-from experiments.families import DigitsResNet
+from experiments.models.resnet import DigitsResNet
 from tests.conftest import cli, make_cfg, parquet_files
 from tests.numerics import adam_weight_drift, gamma, rms
 

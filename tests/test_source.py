@@ -15,7 +15,7 @@ from analysis.load import load_runs
 from analysis.tables import SOURCE_PRINTED, source_table
 from experiments.data import integers
 from experiments.experiment import run
-from experiments.models import build_mlp, mlp_init
+from experiments.models.mlp import build_mlp, mlp_init
 from experiments.tasks import per_replicate_mse
 from tests.conftest import make_cfg
 
