@@ -8,9 +8,11 @@ every notebook through the server's REST API and runs a cell in a kernel started
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -131,10 +133,13 @@ def execute(server: Server, kernel_id: str, code: str, timeout: float = 30) -> t
         ws.close()
 
 
-@pytest.mark.slow
-def test_jupyterlab_serves_every_notebook_and_runs_a_cell(tmp_path):
+@contextlib.contextmanager
+def jupyter_lab(tmp_path: Path, *options: str):
+    """``jupyter lab`` headless on localhost, as ``make notebooks`` starts it; yields (Server, process, log).
+
+    Jupyter's and IPython's own state (runtime files, trust database, settings, history) lives in tmp_path, not
+    $HOME. On leaving, a server still running is stopped."""
     port, token = free_port(), secrets.token_hex(24)
-    # Jupyter's and IPython's own state (runtime files, trust database, settings, history) in tmp_path, not $HOME.
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "IPYTHONDIR": str(tmp_path / "ipython"),
@@ -144,15 +149,63 @@ def test_jupyterlab_serves_every_notebook_and_runs_a_cell(tmp_path):
         proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.port_retries=0",
              "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={token}", f"--ServerApp.root_dir={REPO_ROOT}",
-             *(["--allow-root"] if os.geteuid() == 0 else [])],  # CI and the project's machines run as root
+             *(["--allow-root"] if os.geteuid() == 0 else []), *options],  # CI and the project's machines run as root
             cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     server = Server(port, token)
     try:
-        status = wait_until_up(server, proc, log)
-        assert "started" in status
+        assert "started" in wait_until_up(server, proc, log)
+        yield server, proc, log
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def kernel_info(server: Server, kernel_id: str, timeout: float = 30) -> dict:
+    """The kernel's kernel_info_reply content, asked over its websocket as JupyterLab asks it."""
+    import websocket
+
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{server.base.rsplit(':', 1)[1]}/api/kernels/{kernel_id}/channels",
+        header=[f"Authorization: token {server.token}"], timeout=timeout, suppress_origin=True)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "kernel_info_request", "username": "test",
+                       "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
+            "parent_header": {}, "metadata": {}, "buffers": [], "channel": "shell", "content": {}}))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if (msg.get("parent_header", {}).get("msg_id") == msg_id
+                    and msg["header"]["msg_type"] == "kernel_info_reply"):
+                return msg["content"]
+        raise AssertionError(f"no kernel_info_reply in {timeout} s")
+    finally:
+        ws.close()
+
+
+@pytest.mark.slow
+def test_jupyterlab_serves_every_notebook_and_runs_a_cell(tmp_path):
+    with jupyter_lab(tmp_path) as (server, proc, log):
         with pytest.raises(urllib.error.HTTPError) as denied:  # the token is required
-            Server(port, "wrong").call("GET", "/api/contents/notebooks")
+            Server(int(server.base.rsplit(":", 1)[1]), "wrong").call("GET", "/api/contents/notebooks")
         assert denied.value.code == 403
+
+        # What JupyterLab writes into a notebook's metadata when its kernel starts (NotebookPanel._updateSpec and
+        # _updateLanguage): {name, display_name, language} of the kernel's spec, and the kernel_info reply's
+        # language_info. It compares them with the stored values (deepEqual) and marks the notebook modified
+        # only where they differ, so the committed notebooks must carry exactly these.
+        spec = server.call("GET", "/api/kernelspecs")["kernelspecs"]["python3"]["spec"]
+        written_spec = {"name": "python3", "display_name": spec["display_name"], "language": spec["language"]}
 
         listing = server.call("GET", "/api/contents/notebooks")
         assert {p.name for p in NOTEBOOKS} <= {item["name"] for item in listing["content"]}
@@ -164,6 +217,8 @@ def test_jupyterlab_serves_every_notebook_and_runs_a_cell(tmp_path):
             assert [c["source"] for c in served if c["cell_type"] == "code"] == [
                 src for kind, src in cells(path) if kind == "code"], rel
             assert any(c.get("outputs") for c in served if c["cell_type"] == "code"), rel
+            assert model["content"]["metadata"]["kernelspec"] == written_spec, (
+                f"{rel}: JupyterLab would rewrite its kernelspec on opening (edit the .py header)")
 
             session = server.call("POST", "/api/sessions", {"path": rel, "type": "notebook", "name": path.name,
                                                              "kernel": {"name": "python3"}}, timeout=30)
@@ -174,17 +229,108 @@ def test_jupyterlab_serves_every_notebook_and_runs_a_cell(tmp_path):
                 answer, prefix = stdout.splitlines()
                 assert answer == "42"
                 assert Path(prefix) == Path(sys.prefix)  # kernel python3 is this environment's Python
+                assert model["content"]["metadata"]["language_info"] == kernel_info(
+                    server, session["kernel"]["id"])["language_info"], (
+                    f"{rel}: JupyterLab would rewrite its language_info on opening: run `make sync-notebooks`")
             finally:
                 server.call("DELETE", f"/api/sessions/{session['id']}", timeout=30)
         assert server.call("GET", "/api/sessions") == []
         assert server.call("GET", "/api/kernels") == []
         server.call("POST", "/api/shutdown")
         assert proc.wait(timeout=20) == 0, log.read_text()[-3000:]
+
+
+# The browser: JupyterLab's own front end in headless Chromium, driven over the DevTools protocol.
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+# Opens every notebook as a user does (docmanager:open), waits for its kernel to start and report its spec and
+# kernel info (the moment JupyterLab rewrites the notebook's metadata), lets the model settle, and reports whether
+# the document is modified: the model's dirty flag and the tab's jp-mod-dirty mark the user sees.
+OPEN_EVERY_NOTEBOOK = """(async (paths) => {
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
+  for (let i = 0; i < 600 && !window.jupyterapp; i++) await sleep(100);
+  const app = window.jupyterapp;
+  await app.started; await app.restored;
+  const out = {};
+  for (const path of paths) {
+    const w = await app.commands.execute('docmanager:open', {path, factory: 'Notebook'});
+    await w.context.ready; await w.sessionContext.ready;
+    const kernel = w.sessionContext.session.kernel;
+    await kernel.info; await kernel.spec;
+    for (let i = 0; i < 300 && kernel.status !== 'idle'; i++) await sleep(100);
+    await sleep(1500);
+    out[path] = {modified: w.context.model.dirty, marked: w.title.className.includes('jp-mod-dirty'),
+                 status: kernel.status, kernelspec: w.context.model.getMetadata('kernelspec')};
+    await w.sessionContext.shutdown();
+    w.dispose();
+  }
+  return out;
+})(PATHS)"""
+
+
+def browser_unavailable() -> str | None:
+    """Skip without Chromium, except where one is promised (``REQUIRE_BROWSER=1``, set by ``.ci/run``)."""
+    problem = None if CHROMIUM else "no chromium on PATH (Debian: apt-get install chromium)"
+    if problem and os.environ.get("REQUIRE_BROWSER") == "1":
+        pytest.fail(f"REQUIRE_BROWSER=1 but {problem}")
+    return problem
+
+
+def devtools_evaluate(ws_url: str, expression: str, timeout: float) -> object:
+    """Evaluate ``expression`` (a promise) in the page; retried while the page is still loading."""
+    import websocket
+
+    ws = websocket.create_connection(ws_url, timeout=timeout, suppress_origin=True)
+    try:
+        deadline = time.monotonic() + timeout
+        for msg_id in range(1, 10_000):
+            ws.send(json.dumps({"id": msg_id, "method": "Runtime.evaluate",
+                                "params": {"expression": expression, "awaitPromise": True, "returnByValue": True}}))
+            while (msg := json.loads(ws.recv())).get("id") != msg_id:
+                pass
+            result = msg.get("result", {})
+            if "error" not in msg and "exceptionDetails" not in result:
+                return result["result"]["value"]
+            # "Execution context was destroyed": the page navigated (login redirect) under the call; try again.
+            assert time.monotonic() < deadline, f"the page did not answer in {timeout} s: {msg}"
+            time.sleep(0.5)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        ws.close()
+
+
+@pytest.mark.slow
+def test_opening_a_notebook_in_jupyterlab_does_not_mark_it_modified(tmp_path):
+    if problem := browser_unavailable():
+        pytest.skip(problem)
+    with jupyter_lab(tmp_path, "--LabApp.expose_app_in_browser=True") as (server, _, _):
+        cdp_port = free_port()
+        # Flags: headless, root-safe, and nothing that reaches for the network (refused on closed machines).
+        chrome = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chromium'}", f"--remote-debugging-port={cdp_port}",
+             f"{server.base}/lab?token={server.token}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{cdp_port}/json", timeout=2) as r:
+                        pages = [t for t in json.load(r) if t["type"] == "page"]
+                    if pages:
+                        break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+                assert chrome.poll() is None and time.monotonic() < deadline, "chromium did not start"
+                time.sleep(0.25)
+            paths = [p.relative_to(REPO_ROOT).as_posix() for p in NOTEBOOKS]
+            seen = devtools_evaluate(pages[0]["webSocketDebuggerUrl"],
+                                     OPEN_EVERY_NOTEBOOK.replace("PATHS", json.dumps(paths)), timeout=240)
+        finally:
+            stop(chrome)
+    assert sorted(seen) == paths
+    for path, state in seen.items():
+        assert state["status"] == "idle", (path, state)
+        assert not state["modified"] and not state["marked"], (
+            f"{path} is marked modified the moment it opens (kernelspec now {state['kernelspec']})")
