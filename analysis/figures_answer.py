@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from analysis.hypothesis import CONFIG, HEADLINE_BY_LEVEL, METRIC_LEVEL, effects_table, trend_table
+from analysis.hypothesis import CONFIG, HEADLINE_BY_LEVEL, METRIC_LEVEL, effects_table, rests_on_pairs, trend_table
 from analysis.plotting import COLUMN_WIDTH, PALETTE, STYLE, NoData, save
 from analysis.tables import final_epoch
 
@@ -32,6 +32,8 @@ CATEGORIES = {  # verdict category -> (colour, legend text)
     "none": ("0.45", "no evidence of a width effect"),
     "untested": ("0.75", "no test"),
 }
+# Marks a rising/falling verdict that rests on pairs of widths alone (its slope over all widths is not significant).
+PAIRS_MARK = "†"
 LEVEL_TITLES = {"weights": "weights\nnearest-unit |cos|", "activations": "activations\neffective rank / w",
                 "function": "function\nunits that matter / w"}
 
@@ -125,7 +127,8 @@ def fig0_answer(df: pd.DataFrame, out_dir: Path, table: pd.DataFrame | None = No
                     ax.set_xticklabels([f"{int(x)}" if k % step == 0 else "" for k, x in enumerate(w)], fontsize=4)
                     ax.minorticks_off()
                     p = float(r["verdict_p"])  # the smaller adjusted p of the trend and the omnibus test (Holm)
-                    ax.set_title("no test" if not np.isfinite(p) else f"adj. p = {p:.2g}", fontsize=4.2,
+                    mark = PAIRS_MARK if rests_on_pairs(r) else ""
+                    ax.set_title("no test" if not np.isfinite(p) else f"adj. p = {p:.2g}{mark}", fontsize=4.2,
                                  color=color, loc="right", pad=1.5)
             axes[i, 0].set_ylabel(short_label(sweep), fontsize=4.5, labelpad=2)
         for j, level in enumerate(LEVELS):  # level titles above the first row's p-values
@@ -135,7 +138,9 @@ def fig0_answer(df: pd.DataFrame, out_dir: Path, table: pd.DataFrame | None = No
         fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=4.5, frameon=False,
                    bbox_to_anchor=(0.5, 0.0))
         fig.text(0.5, 0.055, "width w (log scale); y: training's change (final − initial) of the headline measure "
-                 "(dotted: its final value), mean over seeds, 95% CI; adj. p: Holm", ha="center", fontsize=4.5)
+                 "(dotted: its final value),\nmean over seeds, 95% CI; adj. p: Holm; "
+                 f"{PAIRS_MARK}: a verdict from pairs of widths only, its slope not significant", ha="center",
+                 va="center", fontsize=4.5)
         fig.tight_layout(rect=(0, 0.07, 1, 0.97), h_pad=0.35, w_pad=0.3)
         return save(fig, out_dir, "fig0_answer")
 

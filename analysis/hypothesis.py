@@ -186,6 +186,27 @@ def metric_level(metric: str) -> str:
     return str(METRIC_LEVEL.get(str(metric), ""))
 
 
+def adjusted_p(row: Mapping) -> tuple[str, float, float]:
+    """The adjusted p-values a trend row's verdict follows: (label, trend, omnibus): Holm for a headline row, BH q in
+    the rest of the family, the raw p outside it (descriptive)."""
+    if bool(row["headline"]):
+        return "Holm", float(row["holm"]), float(row["omni_holm"])
+    if bool(row["in_family"]):
+        return "BH q", float(row["q"]), float(row["omni_q"])
+    return "raw p (descriptive)", float(row["trend_p"]), float(row["omni_p"])
+
+
+def rests_on_pairs(row: Mapping) -> bool:
+    """Whether a trend row's rising/falling profile rests on pairs of widths alone: some pairs differ significantly,
+    all one way, but the slope over all widths does not reject at its adjusted cut-off (e.g. a dip at one width
+    followed by a significant rise, the widths before the dip too noisy for their fall to count). Readers are told,
+    because the slope printed beside such a verdict may even have the other sign."""
+    if str(row["profile"]) not in ("rising", "falling"):
+        return False
+    trend = adjusted_p(row)[1]
+    return not (np.isfinite(trend) and trend <= ALPHA + 1e-9)
+
+
 # One trend row per combination of these: every setting but the width.
 TREND_GROUP = [c for c in GROUP if c != "width"]
 # One experiment configuration (its replicates are counted over these, at each width).

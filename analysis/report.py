@@ -51,7 +51,9 @@ from analysis.hypothesis import (
     N_PERM,
     PROFILES,
     STUDIED_LAYERS,
+    adjusted_p,
     redundancy_sign,
+    rests_on_pairs,
 )
 from analysis.load import DEFAULT_ROOT
 from analysis.report_answer import anchor_section, answer_section, movement_section
@@ -218,8 +220,8 @@ def metric_name(metric: str) -> str:
     return template.format(t=f"{_f(point):.0%}" if "frac" in base and "anchor" not in base else point)
 
 
-def trend_words(profile: str, adjusted_p: float, alpha: float = ALPHA) -> str:
-    """How a trend sentence reads: the row's ``profile``; ``adjusted_p`` the smaller of its two adjusted p-values
+def trend_words(profile: str, p_adjusted: float, alpha: float = ALPHA) -> str:
+    """How a trend sentence reads: the row's ``profile``; ``p_adjusted`` the smaller of its two adjusted p-values
     (trend and omnibus; the raw ones outside the family). "no evidence" only where the profile says so. Raises
     ``ValueError`` for an unknown profile, and for a profile that claims a width effect while the adjusted p it
     cites is above α (the row would contradict its own numbers)."""
@@ -228,7 +230,7 @@ def trend_words(profile: str, adjusted_p: float, alpha: float = ALPHA) -> str:
         raise ValueError(f"unknown profile {profile!r} (not one of {', '.join(PROFILES)})")
     if profile in ("no test", "no evidence"):
         return PROFILE_WORDS[profile]
-    p = _f(adjusted_p)
+    p = _f(p_adjusted)
     if not np.isfinite(p) or p > alpha + _TOL:
         raise ValueError(f"profile {profile!r} but adjusted p {pval(p)} is not <= α = {alpha}")
     return PROFILE_WORDS[profile]
@@ -288,6 +290,7 @@ class Counts:
     headline_tested: int  # headline rows with a test
     wider: int  # headline rows: wider layers gain (end with) more redundancy
     narrower: int  # ... narrower layers do
+    on_pairs: int  # ... of the wider/narrower ones: resting on pairs of widths alone (slope not significant)
     non_monotone: int
     no_evidence: int
     untested: int
@@ -321,6 +324,7 @@ def report_counts(trend: pd.DataFrame) -> Counts:
         models=int(head["model"].nunique()), headline_rows=len(head), headline_tests=n_defined(head),
         headline_tested=int((prof != "no test").sum()),
         wider=sum(d > 0 for d in dirs), narrower=sum(d < 0 for d in dirs),
+        on_pairs=sum(bool(d) and rests_on_pairs(r) for d, (_, r) in zip(dirs, head.iterrows(), strict=True)),
         non_monotone=int((prof == "non-monotone").sum()), no_evidence=int((prof == "no evidence").sum()),
         untested=int((prof == "no test").sum()),
         family_rows=len(fam), family_tests=n_defined(fam),
@@ -388,7 +392,7 @@ def _check_trend(path: Path, trend: pd.DataFrame) -> None:
     """Every row's profile is one of ``PROFILES`` and agrees with the numbers its sentence cites: an effect
     profile with an adjusted p <= α; a significant trend with a profile of its sign (or non-monotone)."""
     for i, row in trend.iterrows():
-        label, adj_t, adj_o = _adjusted(row)
+        label, adj_t, adj_o = adjusted_p(row)
         try:
             trend_words(row["profile"], np.fmin(adj_t, adj_o))
         except ValueError as err:
@@ -463,25 +467,22 @@ def _headline_rows(trend: pd.DataFrame, config: tuple) -> pd.DataFrame:
     return rows.assign(_o=rows["metric"].map(order)).sort_values(["layer", "_o"]).drop(columns="_o")
 
 
-def _adjusted(row: pd.Series) -> tuple[str, float, float]:
-    """The adjusted p-values a row's words follow: (label, trend, omnibus): Holm for a headline row, BH q in the
-    rest of the family, the raw p outside it (descriptive)."""
-    if row["headline"]:
-        return "Holm", _f(row["holm"]), _f(row["omni_holm"])
-    if row["in_family"]:
-        return "BH q", _f(row["q"]), _f(row["omni_q"])
-    return "raw p (descriptive)", _f(row["trend_p"]), _f(row["omni_p"])
-
-
 def trend_sentence(row: pd.Series) -> str:
     """One trend row in words, every word computed from the numbers it cites."""
-    label, adj_t, adj_o = _adjusted(row)
+    label, adj_t, adj_o = adjusted_p(row)
     metric, final = str(row["metric"]), str(row["outcome"]) == "final"
     where = f"`{metric}`, layer `{row['layer']}`"
     subject = (f"The final value of the {metric_name(metric)} ({where}; no spread at initialisation, so the final "
                f"value is tested)" if final else f"Training's change of the {metric_name(metric)} ({where})")
     what = "final value" if final else "change"
     words = trend_words(row["profile"], np.fmin(adj_t, adj_o))
+    if rests_on_pairs(row):
+        up = str(row["profile"]) == "rising"
+        n_pairs = count(row["n_rising_pairs" if up else "n_falling_pairs"])
+        one = n_pairs == "1"
+        words = (f"{'rises' if up else 'falls'} between some widths ({n_pairs} pair{'' if one else 's'} of widths "
+                 f"differ{'s' if one else ''} significantly, all {'upward' if up else 'downward'}; the slope over all "
+                 "widths is not significant after adjustment)")
     narrow, wide = count(row["narrow"]), count(row["wide"])
     peak = ""
     if str(row["profile"]) == "non-monotone":
@@ -626,8 +627,10 @@ def _headline_summary(c: Counts) -> str:
     """The headline counts in one sentence (the abstract's and the README's)."""
     return (f"Of the {c.headline_tested} tested headline comparisons ({c.headline_tests} tests, a trend and an "
             f"omnibus test each, Holm-adjusted, α = {ALPHA}; declared in `{CONFIG_PATH}`), {c.wider} find that wider "
-            f"layers gain more redundancy in training, {c.narrower} that narrower layers do, {c.non_monotone} find a "
-            f"width effect that is not monotone, and {c.no_evidence} find no evidence of a width effect")
+            f"layers gain more redundancy in training, {c.narrower} that narrower layers do ({c.on_pairs} of these "
+            f"{c.wider + c.narrower} on pairs of widths alone, the slope over all widths not significant), "
+            f"{c.non_monotone} find a width effect that is not monotone, and {c.no_evidence} find no evidence of a "
+            "width effect")
 
 
 def abstract(t: Tables) -> str:
@@ -857,7 +860,8 @@ def _family_claims(t: Tables) -> list[tuple[str, str, str, str, str]]:
         support, oppose = sum(d > 0 for d in dirs), sum(d < 0 for d in dirs)
         verdict = ledger_verdict(support, oppose, len(tested))
         detail = "; ".join(
-            f"`{r['metric']}` (`{r['layer']}`): {r['profile']}, Holm {pval(r['holm'])} (trend) / "
+            f"`{r['metric']}` (`{r['layer']}`): {r['profile']}{' (pairs of widths only)' if rests_on_pairs(r) else ''}"
+            f", Holm {pval(r['holm'])} (trend) / "
             f"{pval(r['omni_holm'])} (omnibus), {_support_word(r['metric'], r['profile'])}"
             for _, r in head.iterrows())
         names = {s: [f"`{r['metric']}`" for (_, r), d in zip(tested.iterrows(), dirs, strict=True) if d == s]
@@ -885,7 +889,7 @@ def _source_claim(t: Tables) -> tuple[str, str, str, str, str] | None:
     if rows.empty:
         return None
     r = rows.iloc[0]
-    label, adj_t, adj_o = _adjusted(r)
+    label, adj_t, adj_o = adjusted_p(r)
     final = str(r["outcome"]) == "final"
     end_slope, slope = _f(r["end_slope"]), _f(r["slope"])
     # OLS is linear in y over the same x: slope(init) = slope(end − change); a final-value outcome has no spread at

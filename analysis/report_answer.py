@@ -9,11 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.figures_answer import FAMILY_ORDER, LEVELS, category, sweep_label
-from analysis.hypothesis import CONFIG, METRIC_LEVEL
+from analysis.figures_answer import FAMILY_ORDER, LEVELS, PAIRS_MARK, category, sweep_label
+from analysis.hypothesis import CONFIG, METRIC_LEVEL, rests_on_pairs
 
 DIRECTION_WORDS = {"narrower": "narrower gain more", "wider": "wider gain more", "non-monotone": "non-monotone",
                    "none": "no evidence", "untested": "no test"}
+
+PAIRS_NOTE = (f"{PAIRS_MARK}: the verdict rests on pairs of widths that differ significantly, all in one direction; "
+              "the slope over all widths is not significant and may even have the other sign (a dip or a plateau at "
+              "some widths: figure 0 shows the profile).")
 
 
 def _num(v: float) -> str:
@@ -42,7 +46,7 @@ def answer_section(trend: pd.DataFrame) -> str:
              "![figure 0: every sweep × the three levels of redundancy](figures/fig0_answer.png)", "",
              "Per sweep and level, the headline test: the direction of the width effect on what training does "
              "to redundancy, the slope of the outcome per doubling of w (95% CI) and the adjusted p (Holm; the "
-             "smaller of the trend and the omnibus test's) behind the verdict.", "",
+             "smaller of the trend and the omnibus test's) behind the verdict. " + PAIRS_NOTE, "",
              "| sweep | layer | " + " | ".join(LEVELS) + " |", "|---|---|" + "---|" * len(LEVELS)]
     for _, sweep in head[CONFIG].drop_duplicates().iterrows():
         rows = head[(head[CONFIG].astype(str) == sweep.astype(str).to_numpy()).all(axis=1)]
@@ -53,8 +57,9 @@ def answer_section(trend: pd.DataFrame) -> str:
                 cells.append("not measured")
                 continue
             r = r.iloc[0]
-            cells.append(f"{DIRECTION_WORDS[category(r['verdict'])]}: {_ci(r['slope'], r['slope_lo'], r['slope_hi'])}"
-                         f", p = {_num(r['verdict_p'])}")
+            mark = PAIRS_MARK if rests_on_pairs(r) else ""
+            cells.append(f"{DIRECTION_WORDS[category(r['verdict'])]}{mark}: "
+                         f"{_ci(r['slope'], r['slope_lo'], r['slope_hi'])}, p = {_num(r['verdict_p'])}")
         lines.append(f"| {sweep_label(sweep)} | {rows['layer'].iloc[0]} | " + " | ".join(cells) + " |")
     lines += ["", "Whether the families line up: the effective share of units that matter against the width relative "
               "to the layer before it.", "",

@@ -200,6 +200,42 @@ def test_every_trend_sentence_of_the_report_agrees_with_its_own_numbers(syntheti
     assert f"prunable_frac@{R.DEFAULT_THRESHOLD:g}" in text and "abl_eff_frac" in text
 
 
+def test_a_verdict_on_pairs_of_widths_alone_says_so():
+    """The shape of the digits autoencoder's |cos| change (results/tables/effects.csv): high and noisy at the two
+    narrowest widths, a dip at w = 8, a rise to a plateau. The fall from w = 2 is too noisy to count; the rise from
+    w = 8 is clear, so the profile is "rising" (wider gains more) while the slope over all widths is negative and
+    not significant. The sentence, the answer table and the counts must say the verdict rests on pairs alone."""
+    widths = 2 ** np.arange(1, 8)
+    means = np.array([0.085, 0.038, -0.039, -0.016, 0.027, 0.038, 0.037])[:, None]
+    # The real spreads, scaled so that with this one row's Holm cut-off (2 tests, not the report's 70) the falls
+    # from w = 2 and 4 still cannot count: the statistic of a pair is bounded by √20 and shrinks with its noise.
+    sds = np.array([0.4, 0.2, 0.01, 0.01, 0.005, 0.005, 0.005])[:, None]
+    rng = np.random.default_rng(5)
+    init = rng.normal(size=(7, 20))
+    frame = trained("mean_nn_abs_cos", widths, 20, init, init + means + sds * rng.normal(size=(7, 20)),
+                    experiment="autoencoder_sweep", model="autoencoder", activation="relu", data="digits")
+    row = trend_table(frame, n_perm=999, n_boot=200).iloc[0]
+    # OLS slope of these means over log2 w: Σ(x − x̄)(y − ȳ)/Σ(x − x̄)² = −0.078/28 = −0.0028, with the noise of the
+    # two narrowest means (SE 0.09 and 0.045 over 20 seeds, weights 3/28 and 2/28) an SE of ~0.01: not significant.
+    assert row["headline"] and row["profile"] == "rising" and row["n_falling_pairs"] == 0, row.to_dict()
+    assert row["holm"] > R.ALPHA >= row["omni_holm"] and row["slope_lo"] < 0 < row["slope_hi"]
+    assert R.rests_on_pairs(row)
+    sentence = R.trend_sentence(row)
+    assert (f"rises between some widths ({int(row['n_rising_pairs'])} pairs of widths differ significantly, all "
+            "upward; the slope over all widths is not significant after adjustment)") in sentence
+    assert sentence.endswith("So: wider layers gain more redundancy in training than narrow ones.")
+    table = R.answer_section(pd.DataFrame([row]))
+    assert "| wider gain more†: " in table and "†: the verdict rests on pairs of widths" in table
+    counts = R.report_counts(pd.DataFrame([row]))
+    assert (counts.wider, counts.on_pairs) == (1, 1)
+    # A planted linear trend does not rest on pairs: its slope is significant.
+    x = np.log2(widths)[:, None]
+    straight = trained("mean_nn_abs_cos", widths, 20, init, init + 0.01 * x + 0.005 * rng.normal(size=(7, 20)))
+    row = trend_table(straight, n_perm=999, n_boot=200).iloc[0]
+    assert row["profile"] == "rising" and not R.rests_on_pairs(row)
+    assert "between some widths" not in R.trend_sentence(row)
+
+
 def test_counts_are_computed_once_and_agree(synthetic):
     t = R.load_tables(synthetic / "tables")
     c = t.counts
