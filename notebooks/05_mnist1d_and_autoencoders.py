@@ -45,7 +45,7 @@ from analysis.notebook import show_figure
 
 def show(make):
     """Make one figure of analysis.figures into FIGURES and display it (or say why not)."""
-    return show_figure(make, df, FIGURES, None)
+    show_figure(make, df, FIGURES, None)
 
 
 # %% [markdown]
