@@ -137,11 +137,11 @@ METRIC_NAMES = {
 FAMILY_NAMES = {
     "mlp": "MLP 1→32→w→1 learning the identity on 0..99 (the source's task)",
     "conv": "Conv2d 1→32→w→1 learning the identity on 8×8 digits",
-    "resnet": "one residual block (C = 32) classifying 8×8 digits",
+    "resnet": "One residual block (C = 32) classifying 8×8 digits",
     "mlp_classifier": "MLP 40→100→w→100→10 classifying MNIST-1D",
-    "cnn1d": "the reference 1-D CNN, middle convolution w channels, classifying MNIST-1D",
+    "cnn1d": "The reference 1-D CNN, middle convolution w channels, classifying MNIST-1D",
     "autoencoder": "MLP autoencoder D→100→w→100→D",
-    "resnet1d": "one 1-D residual block (C = 32) classifying MNIST-1D",
+    "resnet1d": "One 1-D residual block (C = 32) classifying MNIST-1D",
 }
 # Figures of each family (file names under results/figures/, without extension).
 FAMILY_FIGURES = {
