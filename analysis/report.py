@@ -608,6 +608,30 @@ def results_section(t: Tables) -> str:
     return "\n".join(out)
 
 
+# The appendix's headings: what each per-family figure shows (the figure's file name stays the link target).
+FIGURE_TITLES = {
+    "fig2_min_pair_vs_width": "Figure 2: the source's closest-pair distance against width, trained, initial and null",
+    "fig3_pair_free_vs_width": "Figure 3: weight measures without a pair-count effect against width",
+    "fig3b_activation_vs_width": "Figure 3b: activation measures against width",
+    "fig3c_functional_vs_width": "Figure 3c: functional measures against width",
+    "fig4_loss_vs_width": "Figure 4: final training loss against width",
+    "fig8_conv_redundancy_vs_width": "Figure 8: conv bottleneck redundancy against width",
+    "fig8b_conv_loss_vs_width": "Figure 8b: conv training and evaluation loss against width",
+    "fig10_resnet_blocks_vs_params": "Figure 10: basic and bottleneck residual blocks against parameters (digits)",
+    "fig13_mnist1d_resnet_blocks": "Figure 13: 1-D residual blocks at matched parameter budgets (MNIST-1D)",
+    "fig11_mnist1d_redundancy_vs_width": "Figure 11: redundancy against width, MNIST-1D classifiers and autoencoders",
+    "fig12_mnist1d_task_vs_width": "Figure 12: task performance against width, MNIST-1D classifiers and autoencoders",
+    "fig14_width_trend": "Figure 14: the paired change of every headline metric against width, with the fitted trend",
+}
+
+
+def _appendix_figure(name: str, text: str = "") -> list[str]:
+    """An appendix entry: an anchor named after the figure file (the per-family sections link to it), a heading
+    saying what it shows, optional text, the image."""
+    return [f'<a id="{name}"></a>', "", f"### {FIGURE_TITLES.get(name, name)}", "",
+            *([text, ""] if text else []), f"![{name}](figures/{name}.png)", ""]
+
+
 def appendix_section(t: Tables) -> str:
     """The per-family figure grids, once each, in the order of the results."""
     models = {str(dict(zip(CONFIG, c, strict=True))["model"]) for c in _configs(t.trend)}
@@ -617,9 +641,9 @@ def appendix_section(t: Tables) -> str:
         for name in FAMILY_FIGURES.get(model, []):
             if name not in shown:
                 shown.add(name)
-                out += [f"### {name}", "", f"![{name}](figures/{name}.png)", ""]
-    out += ["### fig14_width_trend", "", "The width effects of every headline metric, with the fitted trend: "
-            "![figure 14](figures/fig14_width_trend.png)", ""]
+                out += _appendix_figure(name)
+    out += _appendix_figure("fig14_width_trend", "The width effects of every headline metric, one panel per sweep × "
+                            "metric, with the fitted slope.")
     return "\n".join(out)
 
 

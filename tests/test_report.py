@@ -125,6 +125,18 @@ def test_the_committed_report_is_rebuilt_byte_for_byte():
     assert built == (RESULTS / "REPORT.md").read_text()
 
 
+def test_every_link_inside_the_report_has_its_anchor():
+    """The per-family sections link their figures in the appendix by file name; each target must exist (an <a id>)
+    and carry a heading that says what the figure shows, not its file name."""
+    text = (RESULTS / "REPORT.md").read_text()
+    targets = re.findall(r"\]\(#([^)]+)\)", text)
+    assert targets
+    for name in targets:
+        assert f'<a id="{name}"></a>' in text, name
+        heading = text.split(f'<a id="{name}"></a>', 1)[1].lstrip().splitlines()[0]
+        assert heading.startswith("### Figure ") and name not in heading, (name, heading)
+
+
 def test_the_readme_blocks_are_the_generated_ones():
     readme = (REPO_ROOT / "README.md").read_text()
     blocks = R.readme_blocks(RESULTS / "tables")
