@@ -189,11 +189,17 @@ def metric_level(metric: str) -> str:
 def adjusted_p(row: Mapping) -> tuple[str, float, float]:
     """The adjusted p-values a trend row's verdict follows: (label, trend, omnibus): Holm for a headline row, BH q in
     the rest of the family, the raw p outside it (descriptive)."""
+    def p(key: str) -> float:  # NaN for a missing or malformed cell, as the report prints "n/a"
+        try:
+            return float(row[key])
+        except (TypeError, ValueError):
+            return float("nan")
+
     if bool(row["headline"]):
-        return "Holm", float(row["holm"]), float(row["omni_holm"])
+        return "Holm", p("holm"), p("omni_holm")
     if bool(row["in_family"]):
-        return "BH q", float(row["q"]), float(row["omni_q"])
-    return "raw p (descriptive)", float(row["trend_p"]), float(row["omni_p"])
+        return "BH q", p("q"), p("omni_q")
+    return "raw p (descriptive)", p("trend_p"), p("omni_p")
 
 
 def rests_on_pairs(row: Mapping) -> bool:

@@ -98,8 +98,9 @@ def wait_until_up(server: Server, proc: subprocess.Popen, log: Path, timeout: fl
     raise AssertionError(f"jupyter lab did not answer /api/status in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-def execute(server: Server, kernel_id: str, code: str, timeout: float = 30) -> tuple[str, dict]:
-    """Run ``code`` in the kernel through its websocket channels; returns (stdout, execute_reply content)."""
+def replies(server: Server, kernel_id: str, msg_type: str, content: dict, timeout: float = 30):
+    """Send one shell request to the kernel over its websocket channels, as JupyterLab does, and yield the messages
+    answering it (its msg_id as parent), until the caller stops or ``timeout`` seconds pass (an assertion error)."""
     import websocket
 
     ws = websocket.create_connection(
@@ -108,29 +109,35 @@ def execute(server: Server, kernel_id: str, code: str, timeout: float = 30) -> t
     try:
         msg_id = uuid.uuid4().hex
         ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test",
+            "header": {"msg_id": msg_id, "msg_type": msg_type, "username": "test",
                        "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
-            "parent_header": {}, "metadata": {}, "buffers": [], "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False, "stop_on_error": True},
-        }))
-        stdout, reply, idle = [], None, False
+            "parent_header": {}, "metadata": {}, "buffers": [], "channel": "shell", "content": content}))
         deadline = time.monotonic() + timeout
-        while not (reply is not None and idle):
-            assert time.monotonic() < deadline, f"no reply to {code!r} in {timeout} s"
+        while True:
+            assert time.monotonic() < deadline, f"no complete answer to {msg_type} in {timeout} s"
             msg = json.loads(ws.recv())
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = msg["header"]["msg_type"]
-            if kind == "stream" and msg["content"]["name"] == "stdout":
-                stdout.append(msg["content"]["text"])
-            elif kind == "execute_reply":
-                reply = msg["content"]
-            elif kind == "status" and msg["content"]["execution_state"] == "idle":
-                idle = True
-        return "".join(stdout), reply
+            if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                yield msg
     finally:
         ws.close()
+
+
+def execute(server: Server, kernel_id: str, code: str, timeout: float = 30) -> tuple[str, dict]:
+    """Run ``code`` in the kernel; returns (stdout, execute_reply content)."""
+    stdout, reply, idle = [], None, False
+    for msg in replies(server, kernel_id, "execute_request",
+                       {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True}, timeout):
+        kind = msg["header"]["msg_type"]
+        if kind == "stream" and msg["content"]["name"] == "stdout":
+            stdout.append(msg["content"]["text"])
+        elif kind == "execute_reply":
+            reply = msg["content"]
+        elif kind == "status" and msg["content"]["execution_state"] == "idle":
+            idle = True
+        if reply is not None and idle:
+            return "".join(stdout), reply
+    raise AssertionError("the kernel's answers stopped")  # replies() only ends by its timeout assertion
 
 
 @contextlib.contextmanager
@@ -170,27 +177,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def kernel_info(server: Server, kernel_id: str, timeout: float = 30) -> dict:
-    """The kernel's kernel_info_reply content, asked over its websocket as JupyterLab asks it."""
-    import websocket
-
-    ws = websocket.create_connection(
-        f"ws://127.0.0.1:{server.base.rsplit(':', 1)[1]}/api/kernels/{kernel_id}/channels",
-        header=[f"Authorization: token {server.token}"], timeout=timeout, suppress_origin=True)
-    try:
-        msg_id = uuid.uuid4().hex
-        ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "msg_type": "kernel_info_request", "username": "test",
-                       "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
-            "parent_header": {}, "metadata": {}, "buffers": [], "channel": "shell", "content": {}}))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = json.loads(ws.recv())
-            if (msg.get("parent_header", {}).get("msg_id") == msg_id
-                    and msg["header"]["msg_type"] == "kernel_info_reply"):
-                return msg["content"]
-        raise AssertionError(f"no kernel_info_reply in {timeout} s")
-    finally:
-        ws.close()
+    """The kernel's kernel_info_reply content, asked as JupyterLab asks it when a notebook's kernel starts."""
+    return next(msg["content"] for msg in replies(server, kernel_id, "kernel_info_request", {}, timeout)
+                if msg["header"]["msg_type"] == "kernel_info_reply")
 
 
 @pytest.mark.slow
